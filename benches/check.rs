@@ -1,0 +1,238 @@
+//! What one `Check` costs, as ratios against a no-op baseline measured in the same run
+//! (the machines are shared and noisy: absolute numbers drift, ratios hold).
+//!
+//! - `adapter/*`: the in-process request path (`ext_authz::check`) — a no-op that only
+//!   builds an OK response, certgate with a warm verified-chain cache, and certgate with
+//!   the cache disabled (every request URL-decodes, parses and builds the path).
+//! - `grpc/*`: the same over real gRPC on loopback (tonic client → server): a no-op
+//!   Authorization server, certgate warm, certgate cold.
+//!
+//! Run: `cargo bench --bench check` (prints the ratios at the end).
+
+#[path = "../tests/common/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use certgate::grpc::ext_authz;
+use certgate::reload::Reloader;
+use criterion::Criterion;
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, OkHttpResponse,
+};
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::google::rpc;
+use pki::{Ca, Dir, LeafSpec};
+
+/// A request shaped like Envoy 1.40's: URL-encoded leaf, typical headers, route roles.
+fn envoy_request(leaf_url_pem: &str) -> CheckRequest {
+    let mut headers = HashMap::new();
+    for (k, v) in [
+        (":authority", "api.example.com"),
+        (":method", "GET"),
+        (":path", "/v1/items?page=2"),
+        (":scheme", "https"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "*/*"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "7b0d3c1e-5b8f-4a55-9f0e-2d7c9d1f0a11"),
+    ] {
+        headers.insert(k.to_string(), v.to_string());
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: "127.0.0.1".into(),
+                        ..Default::default()
+                    })),
+                }),
+                certificate: leaf_url_pem.to_string(),
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: [("certgate_roles".to_string(), "web".to_string())].into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn noop_response() -> CheckResponse {
+    CheckResponse {
+        status: Some(rpc::Status::default()),
+        http_response: Some(envoy_types::ext_authz::v3::pb::HttpResponse::OkResponse(
+            OkHttpResponse::default(),
+        )),
+        dynamic_metadata: None,
+    }
+}
+
+struct Noop;
+
+#[tonic::async_trait]
+impl Authorization for Noop {
+    async fn check(
+        &self,
+        _: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(noop_response()))
+    }
+}
+
+/// A config dir with one role (root + intermediate bundle, OU and URI constraints).
+fn world(dir: &Dir, cache_entries: u64, root: &Ca, inter: &Ca) -> std::path::PathBuf {
+    dir.write(
+        "roles/web.yaml",
+        format!(
+            "certificate: |\n{}\nallowed_organizational_units: eng\nallowed_uri_sans: spiffe://cluster.local/ns/prod/sa/*\ntoken_policies: web,read\n",
+            pki::bundle(&[&root.cert_pem, &inter.cert_pem])
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    );
+    dir.write(
+        "certgate.yaml",
+        format!(
+            "listen: 127.0.0.1:0\nroles_dir: roles\ncache: {{ max_entries: {cache_entries} }}\nlog: {{ level: warn }}\naudit: {{ sink: none }}\n"
+        ),
+    )
+}
+
+fn main() {
+    let root = Ca::root("Bench Root");
+    let inter = root.intermediate("Bench Intermediate");
+    let leaf = inter.leaf(
+        LeafSpec::client("web-1")
+            .ou("eng")
+            .uri("spiffe://cluster.local/ns/prod/sa/web"),
+    );
+    let request = envoy_request(&leaf.url_encoded_pem());
+    let warm_dir = Dir::new();
+    let cold_dir = Dir::new();
+    let warm = Reloader::new(Some(world(&warm_dir, 10_000, &root, &inter))).expect("config");
+    let cold = Reloader::new(Some(world(&cold_dir, 0, &root, &inter))).expect("config");
+    let now = 1_900_000_000.min(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    // Sanity: both allow, or the benchmark would measure a denial.
+    for r in [&warm, &cold] {
+        let resp = ext_authz::check(&r.current(), &request, now);
+        assert_eq!(
+            resp.status.map(|s| s.code),
+            Some(0),
+            "bench request must be allowed"
+        );
+    }
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut adapter = c.benchmark_group("adapter");
+    adapter.bench_function("noop", |b| b.iter(|| black_box(noop_response())));
+    let ws = warm.current();
+    adapter.bench_function("warm", |b| {
+        b.iter(|| black_box(ext_authz::check(&ws, black_box(&request), now)))
+    });
+    let cs = cold.current();
+    adapter.bench_function("cold", |b| {
+        b.iter(|| black_box(ext_authz::check(&cs, black_box(&request), now)))
+    });
+    adapter.finish();
+
+    // Over gRPC on loopback.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (noop_addr, warm_addr, cold_addr) = rt.block_on(async {
+        let noop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let noop_addr = noop_listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(AuthorizationServer::new(Noop))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                    noop_listener,
+                )),
+        );
+        let mut addrs = Vec::new();
+        for r in [Arc::clone(&warm), Arc::clone(&cold)] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(l.local_addr().unwrap());
+            tokio::spawn(certgate::grpc::serve_on(r, l, std::future::pending()));
+        }
+        (noop_addr, addrs[0], addrs[1])
+    });
+    let mut grpc = c.benchmark_group("grpc");
+    for (name, addr) in [
+        ("noop", noop_addr),
+        ("warm", warm_addr),
+        ("cold", cold_addr),
+    ] {
+        let mut client = rt.block_on(async {
+            AuthorizationClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect")
+        });
+        grpc.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(client.check(request.clone()))
+                    .expect("check")
+                    .into_inner()
+            })
+        });
+    }
+    grpc.finish();
+    c.final_summary();
+    report_ratios(&request, &ws, &cs, now);
+}
+
+/// A plain timing loop after criterion, printing the ratios the closing notes quote.
+fn report_ratios(
+    request: &CheckRequest,
+    warm: &certgate::snapshot::Snapshot,
+    cold: &certgate::snapshot::Snapshot,
+    now: i64,
+) {
+    let time = |f: &dyn Fn()| {
+        let n = 20_000u32;
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed() / n
+    };
+    let noop = time(&|| {
+        black_box(noop_response());
+    });
+    let w = time(&|| {
+        black_box(ext_authz::check(warm, black_box(request), now));
+    });
+    let c = time(&|| {
+        black_box(ext_authz::check(cold, black_box(request), now));
+    });
+    println!(
+        "adapter per check: noop {noop:?}, warm {w:?}, cold {c:?}; cold/warm = {:.1}x",
+        c.as_secs_f64() / w.as_secs_f64()
+    );
+}

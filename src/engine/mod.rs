@@ -1,0 +1,496 @@
+//! The decision engine: a pure function of (request, snapshot, time) → [`Decision`].
+//!
+//! It reads the compiled [`Snapshot`] and the presented certificate; it touches no file,
+//! socket or clock (the caller passes `now`). Per role, every check must hold and the
+//! first failing one is the role's reason, in this order:
+//! chain → names → extensions → revocation → client IP → expiry → origin.
+//! Roles are tried pinned-leaf roles first, then by name; the first that passes wins.
+
+pub mod cache;
+mod reason;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use cache::ClientCert;
+pub use reason::Reason;
+
+use crate::config::schema::CrlExpiredPolicy;
+use crate::pki::chain::{self, PathCert};
+use crate::pki::der::asn1_string;
+use crate::pki::pem::sha256;
+use crate::revocation::CrlStatus;
+use crate::snapshot::{Role, Snapshot, UniqueIdentifier};
+use crate::source::Presented;
+use cache::RoleChain;
+
+/// What the engine needs from a request.
+#[derive(Debug, Clone)]
+pub struct AuthRequest<'a> {
+    /// The client certificate as presented (see [`crate::source::select`]).
+    pub presented: &'a Presented<'a>,
+    /// The route's `certgate_roles` (comma-separated); `None`: all roles.
+    pub roles: Option<&'a str>,
+    /// The client IP that `token_bound_cidrs` apply to.
+    pub client_ip: Option<IpAddr>,
+    /// The `Origin` header, if any.
+    pub origin: Option<&'a str>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// The outcome.
+#[derive(Debug)]
+pub enum Decision {
+    /// A role passed.
+    Allow(Grant),
+    /// No role passed.
+    Deny(Denial),
+}
+
+/// An allow: who the caller is, by which role.
+#[derive(Debug)]
+pub struct Grant {
+    /// The role that passed.
+    pub role: Arc<Role>,
+    /// The caller's certificate.
+    pub client: Arc<ClientCert>,
+    /// The `unique_identifier` value.
+    pub sub: String,
+    /// Metadata extensions: (dashed OID, value).
+    pub meta: Vec<(String, String)>,
+    /// Roles tried before this one, with their reasons.
+    pub tried: Vec<RoleVerdict>,
+}
+
+/// A deny: the stable reason and every role's own.
+#[derive(Debug)]
+pub struct Denial {
+    /// The reason reported: the only role's, or the one of the role that got furthest.
+    pub reason: Reason,
+    /// Each role tried, with its reason.
+    pub verdicts: Vec<RoleVerdict>,
+    /// The caller's certificate, when it could be parsed.
+    pub client: Option<Arc<ClientCert>>,
+}
+
+/// One role's verdict.
+#[derive(Debug, Clone)]
+pub struct RoleVerdict {
+    /// Role name.
+    pub role: Arc<str>,
+    /// `Ok` when it passed.
+    pub outcome: Result<(), Reason>,
+}
+
+impl Decision {
+    /// The deny reason, if denied.
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            Decision::Allow(_) => None,
+            Decision::Deny(d) => Some(&d.reason),
+        }
+    }
+
+    /// The role that passed, if allowed.
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Decision::Allow(g) => Some(&g.role.name),
+            Decision::Deny(_) => None,
+        }
+    }
+}
+
+/// Decides a request: roles are tried in order and the first that passes wins.
+pub fn decide(snapshot: &Snapshot, request: &AuthRequest<'_>) -> Decision {
+    evaluate(snapshot, request, false).0
+}
+
+/// Like [`decide`], but evaluates every selected role (for `certgate check` and the
+/// `Explain` API) and returns every verdict.
+pub fn explain(snapshot: &Snapshot, request: &AuthRequest<'_>) -> (Decision, Vec<RoleVerdict>) {
+    evaluate(snapshot, request, true)
+}
+
+fn evaluate(
+    snapshot: &Snapshot,
+    request: &AuthRequest<'_>,
+    all: bool,
+) -> (Decision, Vec<RoleVerdict>) {
+    let deny = |reason: Reason, verdicts: Vec<RoleVerdict>, client| {
+        (
+            Decision::Deny(Denial {
+                reason,
+                verdicts: verdicts.clone(),
+                client,
+            }),
+            verdicts,
+        )
+    };
+    if snapshot.roles.is_empty() {
+        return deny(Reason::NoRoles, Vec::new(), None);
+    }
+    let client = match snapshot.cache.client(request.presented) {
+        Ok(c) => c,
+        Err(reason) => return deny(reason, Vec::new(), None),
+    };
+
+    let mut verdicts: Vec<RoleVerdict> = Vec::new();
+    let mut grant: Option<Grant> = None;
+    let mut order: Vec<usize> = Vec::new();
+    match request.roles.map(str::trim).filter(|r| !r.is_empty()) {
+        None => order.extend(0..snapshot.roles.len()),
+        Some(list) => {
+            // Requested roles, tried in the snapshot's order; unknown names are verdicts.
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    snapshot.role(&name.to_ascii_lowercase())
+                } else {
+                    snapshot.role(name)
+                };
+                match found {
+                    Some((i, _)) => order.push(i),
+                    None => verdicts.push(RoleVerdict {
+                        role: Arc::from(name),
+                        outcome: Err(Reason::RoleNotFound {
+                            role: name.to_string(),
+                        }),
+                    }),
+                }
+            }
+            order.sort_unstable();
+            order.dedup();
+        }
+    }
+    for index in order {
+        let Some(role) = snapshot.roles.get(index) else {
+            continue;
+        };
+        match check_role(snapshot, index, role, &client, request) {
+            Ok((sub, meta)) => {
+                if grant.is_none() {
+                    grant = Some(Grant {
+                        role: Arc::clone(role),
+                        client: Arc::clone(&client),
+                        sub,
+                        meta,
+                        tried: verdicts.clone(),
+                    });
+                }
+                if !all {
+                    break;
+                }
+                verdicts.push(RoleVerdict {
+                    role: Arc::clone(&role.name),
+                    outcome: Ok(()),
+                });
+            }
+            Err(reason) => verdicts.push(RoleVerdict {
+                role: Arc::clone(&role.name),
+                outcome: Err(reason),
+            }),
+        }
+    }
+
+    match grant {
+        Some(g) => (Decision::Allow(g), verdicts),
+        None => {
+            // The role that got furthest explains the denial best; ties: the first.
+            let reason = verdicts
+                .iter()
+                .filter_map(|v| v.outcome.as_ref().err())
+                .fold(None::<&Reason>, |best, r| match best {
+                    Some(b) if b.stage() >= r.stage() => Some(b),
+                    _ => Some(r),
+                })
+                .cloned()
+                .unwrap_or(Reason::NoMatchingRole);
+            deny(reason, verdicts, Some(client))
+        }
+    }
+}
+
+/// Every check of one role, in the spec's order. Returns `sub` and metadata on success.
+fn check_role(
+    snapshot: &Snapshot,
+    index: usize,
+    role: &Role,
+    client: &ClientCert,
+    request: &AuthRequest<'_>,
+) -> Result<(String, Vec<(String, String)>), Reason> {
+    let now = request.now;
+    let leaf = &client.leaf;
+
+    // 1. chain (revocation found while building paths is reported in its own place)
+    let chain = client.chain_for(index, now, || role_chain(snapshot, role, client, now));
+    let (chain, revoked) = match chain {
+        Ok(c) => (Some(c), None),
+        Err(r) if r.stage() == 5 => (None, Some(r)),
+        Err(r) => return Err(r),
+    };
+
+    // 2. names
+    let n = &role.names;
+    let constrained = |set: &crate::pki::glob::GlobSet, values: &[String]| {
+        set.is_empty() || set.matches_any(values.iter().map(String::as_str))
+    };
+    if !constrained(&n.common_names, &leaf.common_names) {
+        return Err(Reason::CommonNameNotAllowed);
+    }
+    if !constrained(&n.dns_sans, &leaf.dns_sans) {
+        return Err(Reason::DnsSanNotAllowed);
+    }
+    if !constrained(&n.email_sans, &leaf.email_sans) {
+        return Err(Reason::EmailSanNotAllowed);
+    }
+    if !constrained(&n.uri_sans, &leaf.uri_sans) {
+        return Err(Reason::UriSanNotAllowed);
+    }
+    if !constrained(&n.organizational_units, &leaf.organizational_units) {
+        return Err(Reason::OrganizationalUnitNotAllowed);
+    }
+    if !constrained(&n.organizations, &leaf.organizations) {
+        return Err(Reason::OrganizationNotAllowed);
+    }
+    if !n.names.is_empty()
+        && !n.names.matches_any(
+            leaf.common_names
+                .iter()
+                .chain(&leaf.dns_sans)
+                .chain(&leaf.email_sans)
+                .map(String::as_str),
+        )
+    {
+        return Err(Reason::NameNotAllowed);
+    }
+
+    // 3. extensions
+    for rule in &role.required_extensions {
+        let matched = leaf.extension(&rule.oid).is_some_and(|value| {
+            if rule.hex {
+                rule.glob.matches(&hex::encode(value))
+            } else {
+                rule.glob.matches(&asn1_string(value).unwrap_or_default())
+            }
+        });
+        if !matched {
+            return Err(Reason::RequiredExtensionMismatch {
+                oid: rule.oid.clone(),
+            });
+        }
+    }
+
+    // 4. revocation
+    if let Some(reason) = revoked {
+        return Err(reason);
+    }
+    if role.ocsp.enabled && !role.ocsp.fail_open {
+        // OCSP is configured but this version cannot ask a responder: an unknown status
+        // denies unless the role fails open, exactly as an unreachable responder would.
+        return Err(Reason::OcspUnavailable {
+            detail: "OCSP checking is not available in this version".into(),
+        });
+    }
+    if role.require_crl_distribution_points {
+        let checked = chain
+            .as_ref()
+            .is_some_and(|c| matches!(c.leaf_crl, CrlStatus::NotRevoked { .. }));
+        if leaf.crl_distribution_points.is_empty() || !checked {
+            return Err(Reason::CrlRequired);
+        }
+    }
+
+    // 5. client IP
+    if !role.bound_cidrs.is_empty() {
+        // `::ffff:10.1.2.3` from a dual-stack listener is the IPv4 client 10.1.2.3.
+        let inside = request
+            .client_ip
+            .map(|ip| ip.to_canonical())
+            .is_some_and(|ip| role.bound_cidrs.iter().any(|net| net.contains(&ip)));
+        if !inside {
+            return Err(Reason::SourceIpNotAllowed);
+        }
+    }
+
+    // 6. expiry
+    if role.expires_at.is_some_and(|t| now > t) {
+        return Err(Reason::RoleExpired);
+    }
+
+    // 7. origin
+    if let Some(origin) = request.origin.filter(|_| !role.cors_domains.is_empty())
+        && !role.cors_domains.matches(origin_host(origin))
+    {
+        return Err(Reason::OriginNotAllowed);
+    }
+
+    let sub = unique_identifier(role.unique_identifier, leaf).ok_or(Reason::IdentifierMissing {
+        field: role.unique_identifier.field(),
+    })?;
+    let meta = role
+        .metadata_extensions
+        .iter()
+        .filter_map(|(oid, key)| {
+            let value = leaf.extension(oid)?;
+            Some((
+                key.clone(),
+                asn1_string(value).unwrap_or_else(|| hex::encode(value)),
+            ))
+        })
+        .collect();
+    Ok((sub, meta))
+}
+
+/// Path building and revocation for one role (a cache miss).
+fn role_chain(
+    snapshot: &Snapshot,
+    role: &Role,
+    client: &ClientCert,
+    now: i64,
+) -> Result<Arc<RoleChain>, Reason> {
+    let leaf = &client.leaf;
+    let stale_denies = match snapshot.settings.crl_expired {
+        Some(CrlExpiredPolicy::Deny) => true,
+        Some(CrlExpiredPolicy::Allow) => false,
+        None => role.require_crl_distribution_points,
+    };
+    if role.is_pinned() {
+        if let Some(i) = role.pinned.iter().position(|p| p.der == leaf.der) {
+            leaf.valid_at(now)?;
+            if !leaf.client_auth {
+                return Err(Reason::InvalidKeyUsage);
+            }
+            if let Some(id) = role.revoked.find(&leaf.serial, &leaf.fingerprint) {
+                return Err(Reason::RevokedCertId { id });
+            }
+            let (leaf_crl, due) = match role.pinned_issuer_spki.get(i).and_then(Option::as_ref) {
+                Some(issuer_spki) => snapshot.crls.lookup(
+                    &PathCert {
+                        der: &leaf.der,
+                        serial: &leaf.serial,
+                        issuer_name: &leaf.issuer_name,
+                        issuer_spki,
+                        is_anchor: false,
+                    },
+                    now,
+                ),
+                None => (CrlStatus::NoCrl, None),
+            };
+            match leaf_crl {
+                CrlStatus::Revoked => {
+                    return Err(Reason::RevokedCrl {
+                        serial: leaf.serial_hex.clone(),
+                    });
+                }
+                CrlStatus::NotRevoked { stale: true } if stale_denies => {
+                    return Err(Reason::CrlExpired);
+                }
+                _ => {}
+            }
+            return Ok(Arc::new(RoleChain {
+                not_before: leaf.not_before,
+                not_after: due.map_or(leaf.not_after, |d| d.min(leaf.not_after)),
+                leaf_crl,
+                issuer_der: None,
+            }));
+        }
+        if role.anchors.anchors.is_empty() {
+            return Err(Reason::LeafNotPinned);
+        }
+    }
+    if role.anchors.anchors.is_empty() {
+        return Err(Reason::UntrustedIssuer);
+    }
+
+    let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> = client
+        .intermediates
+        .iter()
+        .chain(snapshot.intermediates.iter())
+        .map(|d| rustls_pki_types::CertificateDer::from(d.as_ref()))
+        .collect();
+    let leaf_crl = std::cell::Cell::new(CrlStatus::NoCrl);
+    // Earliest nextUpdate of the CRLs consulted on the path: the verdict holds until then.
+    let crl_due = std::cell::Cell::new(i64::MAX);
+    let check = |certs: &[PathCert<'_>]| -> Result<(), Reason> {
+        crl_due.set(i64::MAX);
+        for (i, cert) in certs.iter().enumerate() {
+            if !role.revoked.is_empty()
+                && let Some(id) = role.revoked.find(cert.serial, &sha256(cert.der))
+            {
+                return Err(Reason::RevokedCertId { id });
+            }
+            let (status, due) = snapshot.crls.lookup(cert, now);
+            if let Some(due) = due {
+                crl_due.set(crl_due.get().min(due));
+            }
+            match status {
+                CrlStatus::Revoked => {
+                    return Err(Reason::RevokedCrl {
+                        serial: hex::encode(cert.serial),
+                    });
+                }
+                CrlStatus::NotRevoked { stale: true } if stale_denies => {
+                    return Err(Reason::CrlExpired);
+                }
+                _ => {}
+            }
+            if i == 0 {
+                leaf_crl.set(status);
+            }
+        }
+        Ok(())
+    };
+    let verified = chain::verify(&role.anchors, &leaf.der, &intermediates, now, &check)?;
+    Ok(Arc::new(RoleChain {
+        not_before: verified.not_before,
+        not_after: verified.not_after.min(crl_due.get()),
+        leaf_crl: leaf_crl.get(),
+        issuer_der: Some(verified.issuer_der),
+    }))
+}
+
+/// The `unique_identifier` value of a certificate.
+fn unique_identifier(
+    which: UniqueIdentifier,
+    leaf: &crate::pki::cert::ParsedCert,
+) -> Option<String> {
+    let first = |v: &[String]| v.first().cloned();
+    match which {
+        UniqueIdentifier::CommonName => first(&leaf.common_names),
+        UniqueIdentifier::OrganizationalUnit => first(&leaf.organizational_units),
+        UniqueIdentifier::UriSan => first(&leaf.uri_sans),
+        UniqueIdentifier::DnsSan => first(&leaf.dns_sans),
+        UniqueIdentifier::EmailSan => first(&leaf.email_sans),
+        UniqueIdentifier::SerialNumber => Some(leaf.serial_hex.clone()),
+        UniqueIdentifier::FingerprintSha256 => Some(leaf.fingerprint_hex.clone()),
+    }
+}
+
+/// The host of an Origin header value (`https://app.example.com:8443` → `app.example.com`).
+pub fn origin_host(origin: &str) -> &str {
+    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    rest.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(rest, |(host, _)| host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_host;
+
+    #[test]
+    fn origin_hosts() {
+        assert_eq!(origin_host("https://app.example.com"), "app.example.com");
+        assert_eq!(
+            origin_host("https://app.example.com:8443"),
+            "app.example.com"
+        );
+        assert_eq!(origin_host("http://[::1]:80"), "::1");
+        assert_eq!(origin_host("null"), "null");
+        assert_eq!(origin_host("https://a.b/path"), "a.b");
+    }
+}

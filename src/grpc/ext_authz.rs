@@ -1,0 +1,340 @@
+//! The ext_authz v3 adapter: `CheckRequest` in, `CheckResponse` out.
+//!
+//! It only translates: it pulls the certificate sources, peer address, route roles and
+//! Origin out of Envoy's request, lets [`crate::source`] pick the client certificate and
+//! [`crate::engine`] decide, and turns the decision into headers, dynamic metadata or a
+//! denial. Identity headers are *set* (never appended) and every incoming header with
+//! the prefix that we do not set is removed, so a client can never forge one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use envoy_types::ext_authz::v3::pb::{
+    Address, Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use envoy_types::pb::google::rpc;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{self, AuthRequest, Decision, Grant};
+use crate::reload::Reloader;
+use crate::snapshot::Snapshot;
+use crate::source::{self, SourceInput};
+
+/// The context extension a route uses to name roles.
+pub const ROLES_CONTEXT_KEY: &str = "certgate_roles";
+/// The XFCC header.
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// gRPC status codes Envoy reads from `CheckResponse.status`.
+const GRPC_OK: i32 = 0;
+const GRPC_PERMISSION_DENIED: i32 = 7;
+
+/// The `envoy.service.auth.v3.Authorization` service.
+pub struct ExtAuthz {
+    reloader: Arc<Reloader>,
+}
+
+impl ExtAuthz {
+    /// Serves decisions from whatever snapshot the reloader holds at each request.
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        ExtAuthz { reloader }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let snapshot = self.reloader.current();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Ok(Response::new(check(&snapshot, &request.into_inner(), now)))
+    }
+}
+
+/// The whole request path for one `CheckRequest` against one snapshot at `now`.
+pub fn check(snapshot: &Snapshot, request: &CheckRequest, now: i64) -> CheckResponse {
+    let attrs = request.attributes.as_ref();
+    let peer = attrs.and_then(|a| a.source.as_ref());
+    let headers = attrs
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+        .map(|h| &h.headers);
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(String::as_str);
+    let peer_address = peer
+        .and_then(|p| p.address.as_ref())
+        .and_then(|a| a.address.as_ref())
+        .and_then(|a| match a {
+            Address::SocketAddress(s) => {
+                s.address.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+            }
+            _ => None,
+        });
+    let input = SourceInput {
+        peer_certificate: peer.map(|p| p.certificate.as_str()),
+        xfcc: header(XFCC),
+        peer_address,
+    };
+    let roles = attrs
+        .and_then(|a| a.context_extensions.get(ROLES_CONTEXT_KEY))
+        .map(String::as_str);
+
+    let decision = match source::select(&snapshot.settings.source, &input) {
+        Ok(presented) => engine::decide(
+            snapshot,
+            &AuthRequest {
+                presented: &presented,
+                roles,
+                client_ip: peer_address,
+                origin: header("origin"),
+                now,
+            },
+        ),
+        Err(reason) => Decision::Deny(engine::Denial {
+            reason,
+            verdicts: Vec::new(),
+            client: None,
+        }),
+    };
+    log_decision(&decision, header("x-request-id"), peer_address, roles);
+    match decision {
+        Decision::Allow(grant) => allow(snapshot, &grant, headers),
+        Decision::Deny(denial) => deny(snapshot, &denial),
+    }
+}
+
+fn log_decision(
+    decision: &Decision,
+    request_id: Option<&str>,
+    peer: Option<IpAddr>,
+    roles: Option<&str>,
+) {
+    match decision {
+        Decision::Allow(g) => tracing::debug!(
+            request_id,
+            ?peer,
+            roles,
+            role = %g.role.name,
+            sub = %g.sub,
+            "allow"
+        ),
+        Decision::Deny(d) => {
+            let per_role: Vec<String> = d
+                .verdicts
+                .iter()
+                .map(|v| match &v.outcome {
+                    Ok(()) => format!("{}: allow", v.role),
+                    Err(r) => format!("{}: {r}", v.role),
+                })
+                .collect();
+            tracing::info!(
+                request_id,
+                ?peer,
+                roles,
+                reason = d.reason.code(),
+                detail = %d.reason,
+                per_role = ?per_role,
+                "deny"
+            );
+        }
+    }
+}
+
+/// The identity as (header suffix, value) pairs, empty values left out.
+pub fn identity_fields(grant: &Grant) -> Vec<(&'static str, &str)> {
+    let leaf = &grant.client.leaf;
+    let mut fields: Vec<(&'static str, &str)> = vec![
+        ("role", &grant.role.name),
+        ("display-name", &grant.role.display_name),
+        ("sub", &grant.sub),
+        ("subject", &leaf.subject),
+        ("issuer", &leaf.issuer),
+        ("serial", &leaf.serial_hex),
+        ("fingerprint-sha256", &leaf.fingerprint_hex),
+        ("uri-sans", &grant.client.uri_sans_joined),
+        ("dns-sans", &grant.client.dns_sans_joined),
+        ("policies", &grant.role.policies_joined),
+    ];
+    fields.retain(|(_, v)| !v.is_empty());
+    fields
+}
+
+fn allow(
+    snapshot: &Snapshot,
+    grant: &Grant,
+    incoming: Option<&HashMap<String, String>>,
+) -> CheckResponse {
+    let prefix = &snapshot.settings.header_prefix;
+    let fields = identity_fields(grant);
+    let mut headers = Vec::with_capacity(fields.len() + grant.meta.len());
+    let mut set_names: Vec<String> = Vec::with_capacity(fields.len() + grant.meta.len());
+    for (suffix, value) in &fields {
+        let name = format!("{prefix}{suffix}");
+        headers.push(set_header(&name, value));
+        set_names.push(name);
+    }
+    for (key, value) in &grant.meta {
+        if value.is_empty() {
+            continue;
+        }
+        let name = format!("{prefix}meta-{key}");
+        headers.push(set_header(&name, value));
+        set_names.push(name);
+    }
+    let headers_to_remove = incoming
+        .map(|h| {
+            h.keys()
+                .filter(|k| k.starts_with(prefix.as_str()) && !set_names.iter().any(|s| s == *k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut metadata = Struct::default();
+    for (suffix, value) in &fields {
+        metadata
+            .fields
+            .insert(suffix.replace('-', "_"), string_value(value));
+    }
+    if !grant.meta.is_empty() {
+        let meta = Struct {
+            fields: grant
+                .meta
+                .iter()
+                .map(|(k, v)| (k.clone(), string_value(v)))
+                .collect(),
+        };
+        metadata.fields.insert(
+            "meta".into(),
+            Value {
+                kind: Some(Kind::StructValue(meta)),
+            },
+        );
+    }
+    if !grant.role.policies.is_empty() {
+        metadata.fields.insert(
+            "policies".into(),
+            Value {
+                kind: Some(Kind::ListValue(ListValue {
+                    values: grant
+                        .role
+                        .policies
+                        .iter()
+                        .map(|p| string_value(p))
+                        .collect(),
+                })),
+            },
+        );
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: GRPC_OK,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        dynamic_metadata: Some(metadata),
+    }
+}
+
+fn deny(snapshot: &Snapshot, denial: &engine::Denial) -> CheckResponse {
+    let mut body = serde_json::json!({ "reason": denial.reason.code() });
+    if snapshot.settings.deny_detail {
+        body["detail"] = serde_json::Value::String(denial.reason.to_string());
+        body["roles"] = denial
+            .verdicts
+            .iter()
+            .map(|v| {
+                let (reason, detail) = match &v.outcome {
+                    Ok(()) => ("allow".to_string(), String::new()),
+                    Err(r) => (r.code().to_string(), r.to_string()),
+                };
+                serde_json::json!({ "role": &*v.role, "reason": reason, "detail": detail })
+            })
+            .collect();
+    }
+    let mut metadata = Struct::default();
+    metadata
+        .fields
+        .insert("reason".into(), string_value(denial.reason.code()));
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: GRPC_PERMISSION_DENIED,
+            message: denial.reason.code().to_string(),
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(snapshot.settings.deny_status),
+            }),
+            headers: vec![set_header("content-type", "application/json")],
+            body: body.to_string(),
+        })),
+        dynamic_metadata: Some(metadata),
+    }
+}
+
+/// A header that replaces any client-sent header of the same name.
+fn set_header(name: &str, value: &str) -> HeaderValueOption {
+    #[allow(deprecated)]
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_string(),
+            value: header_safe(value),
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
+        keep_empty_value: false,
+    }
+}
+
+/// Certificate text can hold anything; a header value must not hold control characters
+/// (Envoy would reject the response, or worse, a CR/LF would split headers). Control
+/// characters and non-ASCII bytes are percent-escaped.
+fn header_safe(value: &str) -> String {
+    if value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'%')
+    {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for b in value.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_safe;
+
+    #[test]
+    fn header_values_cannot_split_headers() {
+        assert_eq!(header_safe("CN=web,O=Acme"), "CN=web,O=Acme");
+        assert_eq!(header_safe("a\r\nx-evil: 1"), "a%0D%0Ax-evil: 1");
+        assert_eq!(header_safe("100%"), "100%25");
+        assert_eq!(header_safe("é"), "%C3%A9");
+    }
+}

@@ -1,0 +1,73 @@
+//! The gRPC server: ext_authz v3 ([`ext_authz`]), `grpc.health.v1`, reflection, and the
+//! `certgate.v1` read API ([`admin`]). Graceful shutdown drains in-flight checks.
+
+pub mod admin;
+pub mod ext_authz;
+
+use std::error::Error;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::reload::Reloader;
+
+/// Binds the snapshot's `listen` address and serves until `shutdown` completes, then
+/// stops accepting, reports NOT_SERVING and waits for in-flight calls to finish.
+pub async fn serve(
+    reloader: Arc<Reloader>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let addr: SocketAddr = reloader.current().settings.global.listen.parse()?;
+    let listener = TcpListener::bind(addr).await?;
+    serve_on(reloader, listener, shutdown).await
+}
+
+/// Like [`serve`] on a listener the caller bound (tests use port 0).
+pub async fn serve_on(
+    reloader: Arc<Reloader>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let local = listener.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(admin::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let health_on_shutdown = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight checks");
+        health_on_shutdown
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health_on_shutdown
+            .set_not_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
+            .await;
+    };
+    tracing::info!(grpc_addr = %local, "listening");
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
+            Arc::clone(&reloader),
+        )))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(admin::pb::admin_server::AdminServer::new(
+            admin::AdminService::new(Arc::clone(&reloader)),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}

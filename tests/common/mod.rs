@@ -1,0 +1,6 @@
+//! Shared test support: generated PKIs, a real Envoy, loopback servers.
+//! Each integration test file uses a different subset, hence the allow.
+#![allow(dead_code)]
+
+pub mod envoy;
+pub mod pki;
