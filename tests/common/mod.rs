@@ -4,3 +4,4 @@
 
 pub mod envoy;
 pub mod pki;
+pub mod world;
