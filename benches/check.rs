@@ -95,11 +95,16 @@ impl Authorization for Noop {
 
 /// A config dir with one role (root + intermediate bundle, OU and URI constraints).
 fn world(dir: &Dir, cache_entries: u64, root: &Ca, inter: &Ca) -> std::path::PathBuf {
+    world_with(dir, cache_entries, &[&root.cert_pem, &inter.cert_pem], "")
+}
+
+/// The same role trusting `bundle`, with `extra` global settings.
+fn world_with(dir: &Dir, cache_entries: u64, bundle: &[&str], extra: &str) -> std::path::PathBuf {
     dir.write(
         "roles/web.yaml",
         format!(
             "certificate: |\n{}\nallowed_organizational_units: eng\nallowed_uri_sans: spiffe://cluster.local/ns/prod/sa/*\ntoken_policies: web,read\n",
-            pki::bundle(&[&root.cert_pem, &inter.cert_pem])
+            pki::bundle(bundle)
                 .lines()
                 .map(|l| format!("  {l}"))
                 .collect::<Vec<_>>()
@@ -109,7 +114,7 @@ fn world(dir: &Dir, cache_entries: u64, root: &Ca, inter: &Ca) -> std::path::Pat
     dir.write(
         "certgate.yaml",
         format!(
-            "listen: 127.0.0.1:0\nroles_dir: roles\ncache: {{ max_entries: {cache_entries} }}\nlog: {{ level: warn }}\naudit: {{ sink: none }}\n"
+            "listen: 127.0.0.1:0\nroles_dir: roles\ncache: {{ max_entries: {cache_entries} }}\nlog: {{ level: warn }}\naudit: {{ sink: none }}\n{extra}"
         ),
     )
 }
@@ -123,6 +128,31 @@ fn main() {
             .uri("spiffe://cluster.local/ns/prod/sa/web"),
     );
     let request = envoy_request(&leaf.url_encoded_pem());
+    // Behind envoy/front-proxy.yaml: the peer leaf plus XFCC (SANITIZE_SET) carrying the
+    // chain the client sent; the role trusts only the root.
+    let mut xfcc_request = request.clone();
+    let xfcc = format!(
+        "Hash={};Cert=\"{}\";Chain=\"{}\";Subject=\"CN=web-1,OU=eng\";URI=spiffe://cluster.local/ns/prod/sa/web",
+        leaf.fingerprint_hex(),
+        leaf.url_encoded_pem(),
+        pki::url_encode(&pki::bundle(&[&leaf.cert_pem, &inter.cert_pem]))
+    );
+    if let Some(http) = xfcc_request
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.headers.insert("x-forwarded-client-cert".into(), xfcc);
+    }
+    let xfcc_dir = Dir::new();
+    let xfcc_world = Reloader::new(Some(world_with(
+        &xfcc_dir,
+        10_000,
+        &[&root.cert_pem],
+        "xfcc: { envoy_sets: true }\n",
+    )))
+    .expect("config");
     let warm_dir = Dir::new();
     let cold_dir = Dir::new();
     let warm = Reloader::new(Some(world(&warm_dir, 10_000, &root, &inter))).expect("config");
@@ -157,6 +187,10 @@ fn main() {
     adapter.bench_function("cold", |b| {
         b.iter(|| black_box(ext_authz::check(&cs, black_box(&request), now)))
     });
+    let xs = xfcc_world.current();
+    adapter.bench_function("warm_xfcc", |b| {
+        b.iter(|| black_box(ext_authz::check(&xs, black_box(&xfcc_request), now)))
+    });
     adapter.finish();
 
     // Over gRPC on loopback.
@@ -171,9 +205,10 @@ fn main() {
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(AuthorizationServer::new(Noop))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                    noop_listener,
-                )),
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(noop_listener)
+                        .with_nodelay(Some(true)),
+                ),
         );
         let mut addrs = Vec::new();
         for r in [Arc::clone(&warm), Arc::clone(&cold)] {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::reload::Reloader;
 
@@ -56,8 +56,11 @@ pub async fn serve_on(
             .await;
     };
     tracing::info!(grpc_addr = %local, "listening");
+    // TCP_NODELAY on every accepted connection: without it a response that spans two
+    // segments waits for the peer's delayed ACK (~40 ms per check, measured). The
+    // builder's own nodelay setting does not reach a caller-supplied listener.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
             Arc::clone(&reloader),
         )))
@@ -66,7 +69,7 @@ pub async fn serve_on(
         .add_service(admin::pb::admin_server::AdminServer::new(
             admin::AdminService::new(Arc::clone(&reloader)),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     tracing::info!("stopped");
     Ok(())
