@@ -330,7 +330,15 @@ impl Snapshot {
             }
         }
         let crls = match CrlIndex::build(crl_entries, &known_cas) {
-            Ok(index) => index,
+            Ok(index) => {
+                for crl in index.entries().iter().filter(|c| c.verified_by.is_none()) {
+                    warnings.push(format!(
+                        "{}: CRL issuer {} is not a CA in any role: its signature is verified when a request's chain reaches that issuer (a CRL that does not verify then is ignored)",
+                        crl.source, crl.issuer
+                    ));
+                }
+                index
+            }
             Err(msgs) => {
                 errors.extend(
                     msgs.into_iter()

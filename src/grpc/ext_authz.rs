@@ -119,7 +119,7 @@ fn log_decision(
     match decision {
         Decision::Allow(g) => tracing::debug!(
             request_id,
-            ?peer,
+            peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
             roles,
             role = %g.role.name,
             sub = %g.sub,
@@ -136,7 +136,7 @@ fn log_decision(
                 .collect();
             tracing::info!(
                 request_id,
-                ?peer,
+                peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
                 roles,
                 reason = d.reason.code(),
                 detail = %d.reason,
