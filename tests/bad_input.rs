@@ -140,7 +140,9 @@ fn each_kind_of_bad_input_has_its_own_reason() {
     );
     let deep_leaf = deep_chain.0.url_encoded_pem();
 
-    let cases: Vec<(&str, String, Vec<(&str, String)>, &str)> = vec![
+    /// (what, peer certificate, headers, expected reason code)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "no certificate at all",
             String::new(),
