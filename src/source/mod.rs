@@ -292,6 +292,14 @@ fn check_describes_peer(element: &XfccElement<'_>, peer: &str) -> Result<(), Rea
     if element.hash.is_none() && element.cert.is_none() {
         return Err(Reason::XfccMismatch);
     }
+    // Fast path (Envoy with `cert: true` writes the very string it puts in
+    // `source.certificate`): an identical `Cert` binds the element to the peer without
+    // decoding anything. Nothing else is taken from `Hash` afterwards (the leaf is the
+    // peer certificate, the hop's names come from it, the chain is verified), so a
+    // disagreeing `Hash` beside it cannot change the decision.
+    if element.cert.as_deref() == Some(peer) {
+        return Ok(());
+    }
     // Decoded at most once, and only if a comparison below needs it.
     let mut peer_der: Option<Vec<u8>> = None;
     if let Some(hash) = element.hash.as_deref() {
@@ -585,6 +593,16 @@ mod tests {
             );
             assert_eq!(got.err(), Some(Reason::XfccMismatch));
         }
+    }
+
+    #[test]
+    fn identical_cert_binds_without_decoding() {
+        // A peer "certificate" that is not even decodable: binding by identical `Cert`
+        // must not need to decode it (the engine decides about the bytes later).
+        let header = "Hash=00;Cert=\"not-a-pem\"";
+        let got = run(&policy(true, &[]), Some("not-a-pem"), Some(header), None).expect("bound");
+        assert_eq!(got.leaf, "not-a-pem");
+        assert_eq!(got.origin, CertOrigin::Peer);
     }
 
     #[test]
