@@ -291,6 +291,11 @@ impl Envoy {
         }
     }
 
+    /// Process id (e.g. to read its CPU time from `/proc/<pid>/stat`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
@@ -414,6 +419,30 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
 // certgate
 // ---------------------------------------------------------------------------------------
 
+/// The `certgate` binary. Integration tests get Cargo's `CARGO_BIN_EXE_certgate`.
+/// Examples and benches do not (Cargo sets it only for tests): they use
+/// `target/<profile>/certgate`, the directory above the running executable's
+/// (`target/<profile>/examples/loadgen`, `target/<profile>/deps/check-…`). Cargo does not
+/// build it for them: run `cargo build [--release] --bin certgate` first.
+pub fn certgate_binary() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_certgate") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("path of the running executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} has no grandparent directory", exe.display()));
+    let bin = profile_dir.join(format!("certgate{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo build --bin certgate`, with `--release` for a \
+         release example or bench)",
+        bin.display()
+    );
+    bin
+}
+
 /// The real `certgate serve` process. SIGTERM on drop (then SIGKILL after 5 s).
 pub struct Certgate {
     child: Child,
@@ -436,7 +465,8 @@ impl Certgate {
         let dir = config_path.parent().expect("config has a parent dir");
         let log = dir.join(format!("certgate-{}.log", next_seq()));
         let file = Arc::new(Mutex::new(File::create(&log).expect("create certgate log")));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        let bin = certgate_binary();
+        let mut child = Command::new(&bin)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -447,7 +477,7 @@ impl Certgate {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start certgate");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
 
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
