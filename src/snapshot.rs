@@ -69,6 +69,11 @@ pub struct Settings {
     pub source: SourcePolicy,
     /// Identity header prefix, lower-case.
     pub header_prefix: String,
+    /// `header_prefix` + each suffix of [`crate::engine::IDENTITY_FIELDS`], built once
+    /// per reload so a request formats no header name.
+    pub identity_headers: Vec<String>,
+    /// `header_prefix` + `meta-`.
+    pub meta_header_prefix: String,
     /// Status of a denial.
     pub deny_status: u16,
     /// Per-role detail in the deny body.
@@ -467,6 +472,11 @@ fn compile_settings(g: &GlobalConfig) -> Result<Settings, Vec<(&'static str, Str
         (Some(source), true) => Ok(Settings {
             global: g.clone(),
             source,
+            identity_headers: crate::engine::IDENTITY_FIELDS
+                .iter()
+                .map(|(suffix, _)| format!("{prefix}{suffix}"))
+                .collect(),
+            meta_header_prefix: format!("{prefix}meta-"),
             header_prefix: prefix,
             deny_status: g.deny.status,
             deny_detail: g.deny.detail,

@@ -83,6 +83,40 @@ pub struct RoleVerdict {
     pub outcome: Result<(), Reason>,
 }
 
+/// The identity an allow tells the upstream: (header suffix, dynamic-metadata key), in
+/// the order of [`Grant::identity_values`].
+pub const IDENTITY_FIELDS: [(&str, &str); 10] = [
+    ("role", "role"),
+    ("display-name", "display_name"),
+    ("sub", "sub"),
+    ("subject", "subject"),
+    ("issuer", "issuer"),
+    ("serial", "serial"),
+    ("fingerprint-sha256", "fingerprint_sha256"),
+    ("uri-sans", "uri_sans"),
+    ("dns-sans", "dns_sans"),
+    ("policies", "policies"),
+];
+
+impl Grant {
+    /// The identity's values, index for index with [`IDENTITY_FIELDS`] (empty = absent).
+    pub fn identity_values(&self) -> [&str; 10] {
+        let leaf = &self.client.leaf;
+        [
+            &self.role.name,
+            &self.role.display_name,
+            &self.sub,
+            &leaf.subject,
+            &leaf.issuer,
+            &leaf.serial_hex,
+            &leaf.fingerprint_hex,
+            &self.client.uri_sans_joined,
+            &self.client.dns_sans_joined,
+            &self.role.policies_joined,
+        ]
+    }
+}
+
 impl Decision {
     /// The deny reason, if denied.
     pub fn reason(&self) -> Option<&Reason> {

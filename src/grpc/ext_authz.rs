@@ -19,7 +19,7 @@ use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{self, AuthRequest, Decision, Grant};
+use crate::engine::{self, AuthRequest, Decision, Grant, IDENTITY_FIELDS};
 use crate::reload::Reloader;
 use crate::snapshot::Snapshot;
 use crate::source::{self, SourceInput};
@@ -147,62 +147,50 @@ fn log_decision(
     }
 }
 
-/// The identity as (header suffix, value) pairs, empty values left out.
-pub fn identity_fields(grant: &Grant) -> Vec<(&'static str, &str)> {
-    let leaf = &grant.client.leaf;
-    let mut fields: Vec<(&'static str, &str)> = vec![
-        ("role", &grant.role.name),
-        ("display-name", &grant.role.display_name),
-        ("sub", &grant.sub),
-        ("subject", &leaf.subject),
-        ("issuer", &leaf.issuer),
-        ("serial", &leaf.serial_hex),
-        ("fingerprint-sha256", &leaf.fingerprint_hex),
-        ("uri-sans", &grant.client.uri_sans_joined),
-        ("dns-sans", &grant.client.dns_sans_joined),
-        ("policies", &grant.role.policies_joined),
-    ];
-    fields.retain(|(_, v)| !v.is_empty());
-    fields
-}
-
 fn allow(
     snapshot: &Snapshot,
     grant: &Grant,
     incoming: Option<&HashMap<String, String>>,
 ) -> CheckResponse {
-    let prefix = &snapshot.settings.header_prefix;
-    let fields = identity_fields(grant);
-    let mut headers = Vec::with_capacity(fields.len() + grant.meta.len());
-    let mut set_names: Vec<String> = Vec::with_capacity(fields.len() + grant.meta.len());
-    for (suffix, value) in &fields {
-        let name = format!("{prefix}{suffix}");
-        headers.push(set_header(&name, value));
-        set_names.push(name);
+    let settings = &snapshot.settings;
+    let values = grant.identity_values();
+    let mut headers = Vec::with_capacity(values.len() + grant.meta.len());
+    let mut metadata = Struct::default();
+    for ((name, (_, key)), value) in settings
+        .identity_headers
+        .iter()
+        .zip(IDENTITY_FIELDS)
+        .zip(values)
+        .filter(|(_, v)| !v.is_empty())
+    {
+        headers.push(set_header(name, value));
+        metadata.fields.insert(key.to_string(), string_value(value));
     }
-    for (key, value) in &grant.meta {
-        if value.is_empty() {
-            continue;
-        }
-        let name = format!("{prefix}meta-{key}");
+    let mut meta_names: Vec<String> = Vec::with_capacity(grant.meta.len());
+    for (key, value) in grant.meta.iter().filter(|(_, v)| !v.is_empty()) {
+        let name = format!("{}{key}", settings.meta_header_prefix);
         headers.push(set_header(&name, value));
-        set_names.push(name);
+        meta_names.push(name);
     }
+    // Every incoming header with the prefix that we do not set ourselves goes; the ones
+    // we set replace the client's (OverwriteIfExistsOrAdd).
     let headers_to_remove = incoming
         .map(|h| {
             h.keys()
-                .filter(|k| k.starts_with(prefix.as_str()) && !set_names.iter().any(|s| s == *k))
+                .filter(|k| {
+                    k.starts_with(settings.header_prefix.as_str())
+                        && !settings
+                            .identity_headers
+                            .iter()
+                            .zip(values)
+                            .any(|(n, v)| !v.is_empty() && n == *k)
+                        && !meta_names.iter().any(|n| n == *k)
+                })
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
 
-    let mut metadata = Struct::default();
-    for (suffix, value) in &fields {
-        metadata
-            .fields
-            .insert(suffix.replace('-', "_"), string_value(value));
-    }
     if !grant.meta.is_empty() {
         let meta = Struct {
             fields: grant
