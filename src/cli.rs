@@ -106,7 +106,7 @@ struct CheckArgs {
     #[arg(long, value_name = "ORIGIN")]
     origin: Option<String>,
     /// Decide at this instant (RFC 3339 or Unix seconds) instead of now.
-    #[arg(long, value_name = "RFC3339", value_parser = explain::parse_instant)]
+    #[arg(long, value_name = "RFC3339", value_parser = crate::clock::parse)]
     at: Option<i64>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -325,7 +325,7 @@ fn check(args: &CheckArgs) -> u8 {
         roles: (!roles.is_empty()).then_some(roles),
         source_ip: args.source_ip,
         origin: args.origin.clone(),
-        at: args.at.unwrap_or_else(explain::now),
+        at: args.at.unwrap_or_else(crate::clock::now),
     };
     let report = match explain::explain(&snapshot, &input) {
         Ok(r) => r,
@@ -499,7 +499,7 @@ fn validate(args: &ValidateArgs) -> u8 {
             role.path.display()
         );
     }
-    let now = explain::now();
+    let now = crate::clock::now();
     let mut entries = 0;
     for crl in snapshot.crls.entries() {
         entries += crl.len();
@@ -510,7 +510,7 @@ fn validate(args: &ValidateArgs) -> u8 {
             if crl.len() == 1 { "y" } else { "ies" },
             crl.issuer,
             crl.next_update
-                .map(explain::rfc3339)
+                .map(crate::clock::rfc3339)
                 .unwrap_or_else(|| "-".into()),
             crl.verified_by
                 .as_deref()

@@ -13,9 +13,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use crate::clock::rfc3339;
 use crate::engine::{self, AuthRequest, Decision, RoleVerdict};
 use crate::pki::cert::ParsedCert;
 use crate::pki::pem::decode_certificates;
@@ -266,39 +265,9 @@ fn pem_of(der: &[u8]) -> String {
     )
 }
 
-/// Unix seconds as RFC 3339 (UTC), the form every operator-facing time takes. Values
-/// outside what RFC 3339 can express (year > 9999) fall back to the number itself
-/// rather than failing: they come from certificates, which can say anything.
-pub fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
-}
-
-/// Parses an instant given by an operator: RFC 3339 or Unix seconds (the forms
-/// `expires_at` accepts too).
-pub fn parse_instant(text: &str) -> Result<i64, String> {
-    crate::config::schema::Timestamp::parse(text).map(|t| t.0)
-}
-
-/// The current time, Unix seconds.
-pub fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_round_trip() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(parse_instant("1970-01-01T00:00:10Z"), Ok(10));
-        assert_eq!(parse_instant("42"), Ok(42));
-        assert!(parse_instant("yesterday").is_err());
-        assert_eq!(rfc3339(i64::MAX), i64::MAX.to_string());
-    }
 
     #[test]
     fn garbage_is_an_error_not_a_deny() {

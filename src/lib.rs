@@ -22,10 +22,12 @@
 //! - [`reload`]: directory watch → load → compile → arc-swap; the last good snapshot
 //!   keeps serving when an edit is bad.
 //! - [`explain`]: one decision explained role by role, for `check` and the `Explain` RPC.
+//! - [`clock`]: the wall clock (read only by the adapters) and RFC 3339 text.
 //! - [`cli`]: `serve`, `check` and `validate`; `src/main.rs` only calls it.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod explain;

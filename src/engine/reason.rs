@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::clock::rfc3339;
+
 /// A deny reason. Variants carry the context an operator needs to act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -216,15 +218,4 @@ impl fmt::Display for Reason {
             _ => f.write_str(self.code()),
         }
     }
-}
-
-/// Unix seconds as RFC 3339 (UTC), or the number itself when out of range.
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }

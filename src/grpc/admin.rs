@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::explain::{self, CertificateReport, ExplainInput, ExplainReport, rfc3339};
+use crate::clock::{self, rfc3339};
+use crate::explain::{self, CertificateReport, ExplainInput, ExplainReport};
 use crate::pki::cert::ParsedCert;
 use crate::reload::Reloader;
 use crate::revocation::CrlEntry;
@@ -56,7 +57,7 @@ impl pb::admin_server::Admin for AdminService {
         _request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
         let snapshot = self.reloader.current();
-        let now = explain::now();
+        let now = clock::now();
         Ok(Response::new(pb::ListRolesResponse {
             roles: snapshot
                 .roles
@@ -74,7 +75,7 @@ impl pb::admin_server::Admin for AdminService {
         let name = request.into_inner().name.trim().to_ascii_lowercase();
         let snapshot = self.reloader.current();
         match snapshot.role(&name) {
-            Some((_, role)) => Ok(Response::new(role_message(role, explain::now()))),
+            Some((_, role)) => Ok(Response::new(role_message(role, clock::now()))),
             None => Err(Status::not_found(format!("no role named {name:?}"))),
         }
     }
@@ -84,7 +85,7 @@ impl pb::admin_server::Admin for AdminService {
         _request: Request<pb::ListCrlsRequest>,
     ) -> Result<Response<pb::ListCrlsResponse>, Status> {
         let snapshot = self.reloader.current();
-        let now = explain::now();
+        let now = clock::now();
         Ok(Response::new(pb::ListCrlsResponse {
             crls: snapshot
                 .crls
@@ -103,7 +104,7 @@ impl pb::admin_server::Admin for AdminService {
         let name = request.into_inner().name;
         let snapshot = self.reloader.current();
         match snapshot.crls.get(name.trim()) {
-            Some(crl) => Ok(Response::new(crl_message(crl, explain::now(), true))),
+            Some(crl) => Ok(Response::new(crl_message(crl, clock::now(), true))),
             None => Err(Status::not_found(format!("no CRL named {name:?}"))),
         }
     }
@@ -144,10 +145,8 @@ fn explain_input(req: pb::ExplainRequest) -> Result<ExplainInput, Status> {
         None => None,
     };
     let at = match nonempty(req.at) {
-        Some(at) => {
-            explain::parse_instant(&at).map_err(|e| Status::invalid_argument(format!("at: {e}")))?
-        }
-        None => explain::now(),
+        Some(at) => clock::parse(&at).map_err(|e| Status::invalid_argument(format!("at: {e}")))?,
+        None => clock::now(),
     };
     Ok(ExplainInput {
         certificate_pem: req.certificate,
