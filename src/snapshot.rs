@@ -215,15 +215,19 @@ pub struct RevokedIds {
 }
 
 impl RevokedIds {
-    /// The matching id as text, if `serial` or `fingerprint` is listed.
-    pub fn find(&self, serial: &[u8], fingerprint: &[u8; 32]) -> Option<String> {
+    /// The matching id as text, if `serial` or the certificate's SHA-256 is listed. The
+    /// fingerprint is computed only when fingerprints are listed at all.
+    pub fn find(&self, serial: &[u8], fingerprint: impl FnOnce() -> [u8; 32]) -> Option<String> {
         if self.serials.contains(normalize_serial(serial)) {
             return Some(format!("serial {}", hex::encode(normalize_serial(serial))));
         }
-        if self.fingerprints.contains(fingerprint) {
-            return Some(format!("sha256 {}", hex::encode(fingerprint)));
+        if self.fingerprints.is_empty() {
+            return None;
         }
-        None
+        let fingerprint = fingerprint();
+        self.fingerprints
+            .contains(&fingerprint)
+            .then(|| format!("sha256 {}", hex::encode(fingerprint)))
     }
 
     /// Nothing listed.

@@ -137,37 +137,68 @@ impl Decision {
 
 /// Decides a request: roles are tried in order and the first that passes wins.
 pub fn decide(snapshot: &Snapshot, request: &AuthRequest<'_>) -> Decision {
-    evaluate(snapshot, request, false).0
+    match evaluate(snapshot, request, false) {
+        Err(reason) => denial(reason, Vec::new(), None),
+        Ok(Evaluated::Granted(grant, _)) => Decision::Allow(grant),
+        Ok(Evaluated::Refused(verdicts, client)) => {
+            denial(furthest(&verdicts), verdicts, Some(client))
+        }
+    }
 }
 
 /// Like [`decide`], but evaluates every selected role (for `certgate check` and the
 /// `Explain` API) and returns every verdict.
 pub fn explain(snapshot: &Snapshot, request: &AuthRequest<'_>) -> (Decision, Vec<RoleVerdict>) {
-    evaluate(snapshot, request, true)
+    match evaluate(snapshot, request, true) {
+        Err(reason) => (denial(reason, Vec::new(), None), Vec::new()),
+        Ok(Evaluated::Granted(grant, verdicts)) => (Decision::Allow(grant), verdicts),
+        Ok(Evaluated::Refused(verdicts, client)) => (
+            denial(furthest(&verdicts), verdicts.clone(), Some(client)),
+            verdicts,
+        ),
+    }
 }
 
+fn denial(reason: Reason, verdicts: Vec<RoleVerdict>, client: Option<Arc<ClientCert>>) -> Decision {
+    Decision::Deny(Denial {
+        reason,
+        verdicts,
+        client,
+    })
+}
+
+/// The reason of the role that got furthest in the check order (ties: the first).
+fn furthest(verdicts: &[RoleVerdict]) -> Reason {
+    verdicts
+        .iter()
+        .filter_map(|v| v.outcome.as_ref().err())
+        .fold(None::<&Reason>, |best, r| match best {
+            Some(b) if b.stage() >= r.stage() => Some(b),
+            _ => Some(r),
+        })
+        .cloned()
+        .unwrap_or(Reason::NoMatchingRole)
+}
+
+/// What evaluating the selected roles produced.
+enum Evaluated {
+    /// A role passed; the verdicts evaluated (all of them when every role was asked).
+    Granted(Grant, Vec<RoleVerdict>),
+    /// No role passed.
+    Refused(Vec<RoleVerdict>, Arc<ClientCert>),
+}
+
+/// Evaluates the selected roles in order, stopping at the first pass unless `all`.
+/// `Err` when no role can be evaluated at all (no roles, unusable certificate).
 fn evaluate(
     snapshot: &Snapshot,
     request: &AuthRequest<'_>,
     all: bool,
-) -> (Decision, Vec<RoleVerdict>) {
-    let deny = |reason: Reason, verdicts: Vec<RoleVerdict>, client| {
-        (
-            Decision::Deny(Denial {
-                reason,
-                verdicts: verdicts.clone(),
-                client,
-            }),
-            verdicts,
-        )
-    };
+) -> Result<Evaluated, Reason> {
     if snapshot.roles.is_empty() {
-        return deny(Reason::NoRoles, Vec::new(), None);
+        return Err(Reason::NoRoles);
     }
-    let client = match snapshot.cache.client(request.presented) {
-        Ok(c) => c,
-        Err(reason) => return deny(reason, Vec::new(), None),
-    };
+    let client = snapshot.cache.client(request.presented)?;
 
     let mut verdicts: Vec<RoleVerdict> = Vec::new();
     let mut grant: Option<Grant> = None;
@@ -208,7 +239,12 @@ fn evaluate(
                         client: Arc::clone(&client),
                         sub,
                         meta,
-                        tried: verdicts.clone(),
+                        // Only `explain` goes on and needs the list afterwards.
+                        tried: if all {
+                            verdicts.clone()
+                        } else {
+                            std::mem::take(&mut verdicts)
+                        },
                     });
                 }
                 if !all {
@@ -225,23 +261,10 @@ fn evaluate(
             }),
         }
     }
-
-    match grant {
-        Some(g) => (Decision::Allow(g), verdicts),
-        None => {
-            // The role that got furthest explains the denial best; ties: the first.
-            let reason = verdicts
-                .iter()
-                .filter_map(|v| v.outcome.as_ref().err())
-                .fold(None::<&Reason>, |best, r| match best {
-                    Some(b) if b.stage() >= r.stage() => Some(b),
-                    _ => Some(r),
-                })
-                .cloned()
-                .unwrap_or(Reason::NoMatchingRole);
-            deny(reason, verdicts, Some(client))
-        }
-    }
+    Ok(match grant {
+        Some(grant) => Evaluated::Granted(grant, verdicts),
+        None => Evaluated::Refused(verdicts, client),
+    })
 }
 
 /// Every check of one role, in the spec's order. Returns `sub` and metadata on success.
@@ -394,33 +417,22 @@ fn role_chain(
             if !leaf.client_auth {
                 return Err(Reason::InvalidKeyUsage);
             }
-            if let Some(id) = role.revoked.find(&leaf.serial, &leaf.fingerprint) {
-                return Err(Reason::RevokedCertId { id });
-            }
-            let (leaf_crl, due) = match role.pinned_issuer_spki.get(i).and_then(Option::as_ref) {
-                Some(issuer_spki) => snapshot.crls.lookup(
-                    &PathCert {
-                        der: &leaf.der,
-                        serial: &leaf.serial,
-                        issuer_name: &leaf.issuer_name,
-                        issuer_spki,
-                        is_anchor: false,
-                    },
-                    now,
-                ),
-                None => (CrlStatus::NoCrl, None),
-            };
-            match leaf_crl {
-                CrlStatus::Revoked => {
-                    return Err(Reason::RevokedCrl {
-                        serial: leaf.serial_hex.clone(),
-                    });
-                }
-                CrlStatus::NotRevoked { stale: true } if stale_denies => {
-                    return Err(Reason::CrlExpired);
-                }
-                _ => {}
-            }
+            // A pinned leaf's issuer is known only when it is a CA of some role; without
+            // it no CRL can be verified for the leaf, only `revoked_cert_ids` apply.
+            let issuer_spki = role.pinned_issuer_spki.get(i).and_then(Option::as_deref);
+            let (leaf_crl, due) = revocation(
+                snapshot,
+                role,
+                &PathCert {
+                    der: &leaf.der,
+                    serial: &leaf.serial,
+                    issuer_name: &leaf.issuer_name,
+                    issuer_spki: issuer_spki.unwrap_or_default(),
+                    is_anchor: false,
+                },
+                now,
+                stale_denies,
+            )?;
             return Ok(Arc::new(RoleChain {
                 not_before: leaf.not_before,
                 not_after: due.map_or(leaf.not_after, |d| d.min(leaf.not_after)),
@@ -448,25 +460,9 @@ fn role_chain(
     let check = |certs: &[PathCert<'_>]| -> Result<(), Reason> {
         crl_due.set(i64::MAX);
         for (i, cert) in certs.iter().enumerate() {
-            if !role.revoked.is_empty()
-                && let Some(id) = role.revoked.find(cert.serial, &sha256(cert.der))
-            {
-                return Err(Reason::RevokedCertId { id });
-            }
-            let (status, due) = snapshot.crls.lookup(cert, now);
+            let (status, due) = revocation(snapshot, role, cert, now, stale_denies)?;
             if let Some(due) = due {
                 crl_due.set(crl_due.get().min(due));
-            }
-            match status {
-                CrlStatus::Revoked => {
-                    return Err(Reason::RevokedCrl {
-                        serial: hex::encode(cert.serial),
-                    });
-                }
-                CrlStatus::NotRevoked { stale: true } if stale_denies => {
-                    return Err(Reason::CrlExpired);
-                }
-                _ => {}
             }
             if i == 0 {
                 leaf_crl.set(status);
@@ -481,6 +477,29 @@ fn role_chain(
         leaf_crl: leaf_crl.get(),
         issuer_der: Some(verified.issuer_der),
     }))
+}
+
+/// Revocation of one certificate for one role: `revoked_cert_ids`, then the CRL of its
+/// issuer under the stale-CRL policy. Returns the CRL status and the nextUpdate after
+/// which it must be looked at again.
+fn revocation(
+    snapshot: &Snapshot,
+    role: &Role,
+    cert: &PathCert<'_>,
+    now: i64,
+    stale_denies: bool,
+) -> Result<(CrlStatus, Option<i64>), Reason> {
+    if let Some(id) = role.revoked.find(cert.serial, || sha256(cert.der)) {
+        return Err(Reason::RevokedCertId { id });
+    }
+    let (status, due) = snapshot.crls.lookup(cert, now);
+    match status {
+        CrlStatus::Revoked => Err(Reason::RevokedCrl {
+            serial: hex::encode(cert.serial),
+        }),
+        CrlStatus::NotRevoked { stale: true } if stale_denies => Err(Reason::CrlExpired),
+        _ => Ok((status, due)),
+    }
 }
 
 /// The `unique_identifier` value of a certificate.

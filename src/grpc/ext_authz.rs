@@ -122,25 +122,34 @@ fn log_decision(
             sub = %g.sub,
             "allow"
         ),
-        Decision::Deny(d) => {
-            let per_role: Vec<String> = d
-                .verdicts
-                .iter()
-                .map(|v| match &v.outcome {
-                    Ok(()) => format!("{}: allow", v.role),
-                    Err(r) => format!("{}: {r}", v.role),
-                })
-                .collect();
-            tracing::info!(
-                request_id,
-                peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
-                roles,
-                reason = d.reason.code(),
-                detail = %d.reason,
-                per_role = ?per_role,
-                "deny"
-            );
+        Decision::Deny(d) => tracing::info!(
+            request_id,
+            peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            roles,
+            reason = d.reason.code(),
+            detail = %d.reason,
+            per_role = %PerRole(&d.verdicts),
+            "deny"
+        ),
+    }
+}
+
+/// Every role's verdict as one log field, formatted only if the event is logged (a
+/// flood of denials must not pay for text nobody reads).
+struct PerRole<'a>(&'a [engine::RoleVerdict]);
+
+impl std::fmt::Display for PerRole<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            match &v.outcome {
+                Ok(()) => write!(f, "{}: allow", v.role)?,
+                Err(r) => write!(f, "{}: {r}", v.role)?,
+            }
         }
+        Ok(())
     }
 }
 

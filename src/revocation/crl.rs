@@ -215,9 +215,13 @@ impl CrlIndex {
 
     /// The status and the earliest future nextUpdate among the CRLs consulted: a
     /// cached verdict must be re-derived then, when a newer list is due.
+    ///
+    /// An empty `issuer_spki` means the issuer's key is unknown: no CRL can be verified
+    /// as its, so none applies.
     pub fn lookup(&self, cert: &PathCert<'_>, now: i64) -> (CrlStatus, Option<i64>) {
-        let Some(crls) = self.by_issuer.get(cert.issuer_name) else {
-            return (CrlStatus::NoCrl, None);
+        let crls = match self.by_issuer.get(cert.issuer_name) {
+            Some(crls) if !cert.issuer_spki.is_empty() => crls,
+            _ => return (CrlStatus::NoCrl, None),
         };
         let mut status = CrlStatus::NoCrl;
         let mut due: Option<i64> = None;
