@@ -90,17 +90,22 @@ pub fn verify(
         u64::try_from(now).unwrap_or(0),
     ));
     let rejected: RefCell<Option<Reason>> = RefCell::new(None);
+    // webpki stops at the first path the callback accepts, so the last accepted one is
+    // the verified path: keep it instead of flattening it again afterwards.
+    let accepted: RefCell<Vec<OwnedPathCert>> = RefCell::new(Vec::new());
     let callback = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
-        let result = path_certs(anchors, path).and_then(|(certs, _)| {
+        let result = path_certs(anchors, path).and_then(|certs| {
             let view: Vec<PathCert<'_>> = certs.iter().map(OwnedPathCert::view).collect();
-            check(&view)
+            check(&view)?;
+            *accepted.borrow_mut() = certs;
+            Ok(())
         });
         result.map_err(|reason| {
             *rejected.borrow_mut() = Some(reason);
             webpki::Error::CertRevoked
         })
     };
-    match ee.verify_for_usage(
+    if let Err(e) = ee.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
         &anchors.anchors,
         intermediates,
@@ -109,23 +114,28 @@ pub fn verify(
         None,
         Some(&callback),
     ) {
-        Ok(path) => {
-            let (certs, issuer_der) = path_certs(anchors, &path)?;
-            let mut not_before = i64::MIN;
-            let mut not_after = i64::MAX;
-            for c in certs.iter().filter(|c| !c.is_anchor) {
-                let (nb, na) = validity(&c.der)?;
-                not_before = not_before.max(nb);
-                not_after = not_after.min(na);
-            }
-            Ok(VerifiedChain {
-                not_before,
-                not_after,
-                issuer_der,
-            })
-        }
-        Err(e) => Err(rejected.into_inner().unwrap_or_else(|| map_error(&e))),
+        return Err(rejected.into_inner().unwrap_or_else(|| map_error(&e)));
     }
+    let certs = accepted.into_inner();
+    let mut not_before = i64::MIN;
+    let mut not_after = i64::MAX;
+    for c in certs.iter().filter(|c| !c.is_anchor) {
+        let (nb, na) = validity(&c.der)?;
+        not_before = not_before.max(nb);
+        not_after = not_after.min(na);
+    }
+    // The leaf's issuer: the first intermediate, or the anchor itself.
+    let issuer_der = certs
+        .get(1)
+        .map(|c| c.der.clone())
+        .ok_or_else(|| Reason::InvalidChain {
+            detail: "verified path without an issuer".into(),
+        })?;
+    Ok(VerifiedChain {
+        not_before,
+        not_after,
+        issuer_der,
+    })
 }
 
 /// A path certificate with owned bytes (webpki's path borrows from a short-lived value).
@@ -133,6 +143,8 @@ struct OwnedPathCert {
     der: Vec<u8>,
     serial: Vec<u8>,
     issuer_name: Vec<u8>,
+    /// This certificate's own key: the issuer key of the certificate before it.
+    spki: Vec<u8>,
     issuer_spki: Vec<u8>,
     is_anchor: bool,
 }
@@ -150,69 +162,42 @@ impl OwnedPathCert {
 }
 
 /// Flattens a webpki path into leaf, intermediates and the anchor certificate, each
-/// with its issuer's key; also returns the leaf's issuer DER.
-fn path_certs(
-    anchors: &Anchors,
-    path: &VerifiedPath<'_>,
-) -> Result<(Vec<OwnedPathCert>, Vec<u8>), Reason> {
-    let anchor_index = anchors
+/// with its issuer's key.
+fn path_certs(anchors: &Anchors, path: &VerifiedPath<'_>) -> Result<Vec<OwnedPathCert>, Reason> {
+    let anchor = anchors
         .anchors
         .iter()
         .position(|a| std::ptr::eq(a, path.anchor()))
+        .and_then(|i| anchors.certs.get(i))
         .ok_or_else(|| Reason::InvalidChain {
             detail: "verified path ends at an unknown anchor".into(),
         })?;
-    let anchor = anchors
-        .certs
-        .get(anchor_index)
-        .ok_or_else(|| Reason::InvalidChain {
-            detail: "anchor certificate missing".into(),
-        })?;
-    let ee = path.end_entity();
-    let mut out: Vec<OwnedPathCert> = Vec::new();
-    // Leaf then intermediates, in issuing order.
-    // (der, serial, issuer name, spki) of the leaf, then each intermediate.
-    type Row = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
-    let mut certs: Vec<Row> = vec![(
-        ee.der().as_ref().to_vec(),
-        normalize_serial(ee.serial()).to_vec(),
-        ee.issuer().to_vec(),
-        ee.subject_public_key_info().as_ref().to_vec(),
-    )];
-    for c in path.intermediate_certificates() {
-        certs.push((
-            c.der().as_ref().to_vec(),
-            normalize_serial(c.serial()).to_vec(),
-            c.issuer().to_vec(),
-            c.subject_public_key_info().as_ref().to_vec(),
-        ));
-    }
-    for i in 0..certs.len() {
-        let issuer_spki = match certs.get(i + 1) {
-            Some(next) => next.3.clone(),
-            None => anchor.spki.clone(),
-        };
-        let (der, serial, issuer_name, _) = &certs[i];
-        out.push(OwnedPathCert {
-            der: der.clone(),
-            serial: serial.clone(),
-            issuer_name: issuer_name.clone(),
-            issuer_spki,
+    let ee: &webpki::Cert<'_> = path.end_entity();
+    let mut certs: Vec<OwnedPathCert> = std::iter::once(ee)
+        .chain(path.intermediate_certificates())
+        .map(|c| OwnedPathCert {
+            der: c.der().to_vec(),
+            serial: normalize_serial(c.serial()).to_vec(),
+            issuer_name: c.issuer().to_vec(),
+            spki: c.subject_public_key_info().as_ref().to_vec(),
+            issuer_spki: Vec::new(),
             is_anchor: false,
-        });
-    }
-    let issuer_der = match certs.get(1) {
-        Some(first_intermediate) => first_intermediate.0.clone(),
-        None => anchor.der.clone(),
-    };
-    out.push(OwnedPathCert {
+        })
+        .collect();
+    certs.push(OwnedPathCert {
         der: anchor.der.clone(),
         serial: anchor.serial.clone(),
         issuer_name: anchor.issuer_name.clone(),
+        spki: anchor.spki.clone(),
         issuer_spki: anchor.issuer_spki.clone(),
         is_anchor: true,
     });
-    Ok((out, issuer_der))
+    // Each certificate was issued by the next one's key; the anchor's issuer key is set.
+    for i in 1..certs.len() {
+        let issuer_spki = certs[i].spki.clone();
+        certs[i - 1].issuer_spki = issuer_spki;
+    }
+    Ok(certs)
 }
 
 fn validity(der: &[u8]) -> Result<(i64, i64), Reason> {
