@@ -551,15 +551,9 @@ fn compile(config_path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
     let log_error = log_settings(&loaded.global.log, None)
         .err()
         .map(|(field, msg)| {
-            let file = loaded
-                .config_path
-                .clone()
-                .unwrap_or_else(|| config_path.to_path_buf());
-            let error = ConfigError::in_file(&file, msg).with_field(format!("log.{field}"));
-            match std::fs::read_to_string(&file) {
-                Ok(text) => error.located_in(&text, field),
-                Err(_) => error,
-            }
+            let mut error = loaded.field_error(field, msg);
+            error.field = Some(format!("log.{field}"));
+            error
         });
     match (Snapshot::compile(loaded, 1), log_error) {
         (Ok(snapshot), None) => Ok(snapshot),

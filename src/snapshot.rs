@@ -268,13 +268,10 @@ impl Snapshot {
         let settings = match compile_settings(&loaded.global) {
             Ok(s) => Some(s),
             Err(e) => {
-                errors.extend(e.into_iter().map(|(field, msg)| {
-                    let err = ConfigError::in_file(&config_file, msg).with_field(field);
-                    match std::fs::read_to_string(&config_file) {
-                        Ok(text) => err.located_in(&text, field),
-                        Err(_) => err,
-                    }
-                }));
+                errors.extend(
+                    e.into_iter()
+                        .map(|(field, msg)| loaded.field_error(field, msg)),
+                );
                 None
             }
         };

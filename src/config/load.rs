@@ -53,9 +53,26 @@ pub struct LoadedConfig {
     pub crls: Vec<CrlFile>,
     /// SHA-256 over every path and content read (sorted), so a reload can tell "nothing changed".
     pub fingerprint: [u8; 32],
+    /// The global file's text as read, kept to locate fields in semantic errors (the
+    /// file may have changed since; re-reading it would point at the wrong line).
+    pub config_text: Option<String>,
 }
 
 impl LoadedConfig {
+    /// An error about a global field: the config file (or `<defaults>`), the field, and
+    /// its line and column when the file names it.
+    pub fn field_error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let file = self
+            .config_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let error = ConfigError::in_file(file, message).with_field(field);
+        match &self.config_text {
+            Some(text) => error.located_in(text, field),
+            None => error,
+        }
+    }
+
     /// The configuration `certgate serve` runs on without a config file and without a
     /// roles directory: defaults everywhere, no roles, no CRLs, paths under `base_dir`.
     /// Useful for tests and for callers that build roles in memory.
@@ -70,6 +87,7 @@ impl LoadedConfig {
             roles: Vec::new(),
             crls: Vec::new(),
             fingerprint: Fingerprint::default().finish(),
+            config_text: None,
         }
     }
 }
@@ -313,6 +331,7 @@ impl Loader {
             roles,
             crls,
             fingerprint: [0; 32],
+            config_text,
         })
     }
 
