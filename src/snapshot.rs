@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 use ipnet::IpNet;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::schema::{CdpMode, CrlExpiredPolicy, DurationValue, GlobalConfig, StringList};
+use crate::config::schema::{DurationValue, GlobalConfig, StringList};
 use crate::config::{ConfigError, LoadedConfig, LoadedRole};
 use crate::engine::cache::ChainCache;
 use crate::pki::cert::ParsedCert;
@@ -63,7 +63,8 @@ pub struct Sources {
 /// Global settings in the form requests use them.
 #[derive(Debug)]
 pub struct Settings {
-    /// The raw global config (listen addresses and other process-level settings).
+    /// The global config as written (validated): listen addresses, deny status and
+    /// detail, CRL policy, logging. Only what requests need in another form follows.
     pub global: GlobalConfig,
     /// Certificate sources and XFCC trust.
     pub source: SourcePolicy,
@@ -74,14 +75,6 @@ pub struct Settings {
     pub identity_headers: Vec<String>,
     /// `header_prefix` + `meta-`.
     pub meta_header_prefix: String,
-    /// Status of a denial.
-    pub deny_status: u16,
-    /// Per-role detail in the deny body.
-    pub deny_detail: bool,
-    /// What a CRL past its nextUpdate means (None: deny only for CDP-required roles).
-    pub crl_expired: Option<CrlExpiredPolicy>,
-    /// Whether certificates' CDPs are fetched.
-    pub crl_distribution_points: CdpMode,
 }
 
 /// A compiled role.
@@ -479,10 +472,6 @@ fn compile_settings(g: &GlobalConfig) -> Result<Settings, Vec<(&'static str, Str
                 .collect(),
             meta_header_prefix: format!("{prefix}meta-"),
             header_prefix: prefix,
-            deny_status: g.deny.status,
-            deny_detail: g.deny.detail,
-            crl_expired: g.crl_expired,
-            crl_distribution_points: g.crl_distribution_points,
         }),
         _ => Err(errors),
     }

@@ -406,7 +406,7 @@ fn role_chain(
     now: i64,
 ) -> Result<Arc<RoleChain>, Reason> {
     let leaf = &client.leaf;
-    let stale_denies = match snapshot.settings.crl_expired {
+    let stale_denies = match snapshot.settings.global.crl_expired {
         Some(CrlExpiredPolicy::Deny) => true,
         Some(CrlExpiredPolicy::Allow) => false,
         None => role.require_crl_distribution_points,

@@ -243,7 +243,7 @@ fn allow(
 
 fn deny(snapshot: &Snapshot, denial: &engine::Denial) -> CheckResponse {
     let mut body = serde_json::json!({ "reason": denial.reason.code() });
-    if snapshot.settings.deny_detail {
+    if snapshot.settings.global.deny.detail {
         body["detail"] = serde_json::Value::String(denial.reason.to_string());
         body["roles"] = denial
             .verdicts
@@ -269,7 +269,7 @@ fn deny(snapshot: &Snapshot, denial: &engine::Denial) -> CheckResponse {
         }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus {
-                code: i32::from(snapshot.settings.deny_status),
+                code: i32::from(snapshot.settings.global.deny.status),
             }),
             headers: vec![set_header("content-type", "application/json")],
             body: body.to_string(),
