@@ -208,13 +208,9 @@ impl CrlIndex {
         }
     }
 
-    /// The status of one certificate of a candidate path.
-    pub fn status(&self, cert: &PathCert<'_>, now: i64) -> CrlStatus {
-        self.lookup(cert, now).0
-    }
-
-    /// The status and the earliest future nextUpdate among the CRLs consulted: a
-    /// cached verdict must be re-derived then, when a newer list is due.
+    /// The status of one certificate of a candidate path, and the earliest future
+    /// nextUpdate among the CRLs consulted: a cached verdict must be re-derived then,
+    /// when a newer list is due.
     ///
     /// An empty `issuer_spki` means the issuer's key is unknown: no CRL can be verified
     /// as its, so none applies.
