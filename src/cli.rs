@@ -327,7 +327,36 @@ fn check(args: &CheckArgs) -> u8 {
         origin: args.origin.clone(),
         at: args.at.unwrap_or_else(crate::clock::now),
     };
-    let report = match explain::explain(&snapshot, &input) {
+    // Decide exactly as the server would: fetch the configured CRLs first (the server
+    // is serving with them by then), then distribution points and OCSP on demand.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let decided = runtime.block_on(async {
+        let live = crate::revocation::LiveRevocation::new(&snapshot);
+        let wait = snapshot.settings.global.crl_fetch.timeout.0;
+        live.wait_first_fetches(wait).await;
+        let report = live
+            .decide(|view| explain::explain(&snapshot, &input, Some(view)))
+            .await;
+        let sources: Vec<explain::CrlSourceSummary> = live
+            .crl_sources()
+            .iter()
+            .map(explain::CrlSourceSummary::of)
+            .collect();
+        report.map(|mut r| {
+            r.crl_sources = sources;
+            r
+        })
+    });
+    let report = match decided {
         Ok(r) => r,
         Err(e) => {
             let file = if e.starts_with("chain:") {
@@ -444,6 +473,23 @@ fn human_report(r: &ExplainReport) -> String {
             let _ = writeln!(out, "  meta-{key}: {value}");
         }
     }
+    if !r.crl_sources.is_empty() {
+        let _ = writeln!(out, "\nfetched CRLs:");
+        for c in &r.crl_sources {
+            let _ = writeln!(out, "  {} ({}, {})", c.name, c.origin, c.url);
+            if !c.issuer.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    issuer: {}\n    this update: {}\n    next update: {}\n    entries: {}",
+                    c.issuer,
+                    c.this_update.as_deref().unwrap_or("-"),
+                    c.next_update.as_deref().unwrap_or("-"),
+                    c.entries
+                );
+            }
+            let _ = writeln!(out, "    last fetch: {}", c.last_fetch);
+        }
+    }
     out
 }
 
@@ -520,7 +566,10 @@ fn validate(args: &ValidateArgs) -> u8 {
         );
     }
     for url in &snapshot.settings.global.crl_urls {
-        println!("crl_url {}: {} (fetched by the server)", url.name, url.url);
+        println!(
+            "crl_url {}: {} (fetched by the server; `certgate check` fetches it too)",
+            url.name, url.url
+        );
     }
     let roles = snapshot.roles.len();
     let crls = snapshot.crls.entries().len();

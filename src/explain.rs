@@ -18,6 +18,7 @@ use crate::clock::rfc3339;
 use crate::engine::{self, AuthRequest, Decision, RoleVerdict};
 use crate::pki::cert::ParsedCert;
 use crate::pki::pem::decode_certificates;
+use crate::revocation::LiveView;
 use crate::snapshot::Snapshot;
 use crate::source::{CertOrigin, Presented};
 
@@ -58,6 +59,46 @@ pub struct ExplainReport {
     pub identity: Option<IdentityReport>,
     /// The presented leaf.
     pub certificate: CertificateReport,
+    /// Fetched CRL sources as they stood after deciding (`certgate check` fills it;
+    /// the Explain RPC leaves it empty: `ListCrls` tells the same).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crl_sources: Vec<CrlSourceSummary>,
+}
+
+/// One fetched CRL source.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlSourceSummary {
+    pub name: String,
+    pub url: String,
+    /// `crl_urls` or `distribution_point`.
+    pub origin: String,
+    /// RFC 4514 issuer of the list held; empty when none is held.
+    pub issuer: String,
+    pub this_update: Option<String>,
+    pub next_update: Option<String>,
+    pub entries: usize,
+    /// `ok`, or the last attempt's error (the last good list, if any, stays in use).
+    pub last_fetch: String,
+}
+
+impl CrlSourceSummary {
+    /// Summarizes a live source.
+    pub fn of(s: &crate::revocation::live::CrlSourceReport) -> CrlSourceSummary {
+        CrlSourceSummary {
+            name: s.name.clone(),
+            url: s.url.clone(),
+            origin: s.origin.as_str().into(),
+            issuer: s.crl.as_ref().map(|c| c.issuer.clone()).unwrap_or_default(),
+            this_update: s.crl.as_ref().map(|c| rfc3339(c.this_update)),
+            next_update: s.crl.as_ref().and_then(|c| c.next_update).map(rfc3339),
+            entries: s.crl.as_ref().map_or(0, |c| c.len()),
+            last_fetch: match (&s.last_error, s.last_attempt) {
+                (Some(e), _) => format!("error: {e}"),
+                (None, Some(_)) => "ok".into(),
+                (None, None) => "not yet".into(),
+            },
+        }
+    }
 }
 
 /// One role's verdict.
@@ -165,7 +206,14 @@ impl CertificateReport {
 /// explain a certificate has nothing to explain then, which is different from a deny.
 /// Everything else (unknown roles, expired certificates, no roles configured) is a
 /// deny with its reason, exactly as a request would get.
-pub fn explain(snapshot: &Snapshot, input: &ExplainInput) -> Result<ExplainReport, String> {
+///
+/// `live`: fetched CRLs and OCSP (see [`crate::revocation::LiveRevocation::decide`]);
+/// `None` decides with the snapshot's CRL files only.
+pub fn explain(
+    snapshot: &Snapshot,
+    input: &ExplainInput,
+    live: Option<&dyn LiveView>,
+) -> Result<ExplainReport, String> {
     let bundle =
         decode_certificates(&input.certificate_pem).map_err(|e| format!("certificate: {e}"))?;
     let Some((leaf_der, bundle_rest)) = bundle.split_first() else {
@@ -195,6 +243,7 @@ pub fn explain(snapshot: &Snapshot, input: &ExplainInput) -> Result<ExplainRepor
         client_ip: input.source_ip,
         origin: input.origin.as_deref(),
         now: input.at,
+        live,
     };
     let (decision, verdicts) = engine::explain(snapshot, &request);
 
@@ -226,6 +275,7 @@ pub fn explain(snapshot: &Snapshot, input: &ExplainInput) -> Result<ExplainRepor
                     metadata: grant.meta.iter().cloned().collect(),
                 }),
                 certificate,
+                crl_sources: Vec::new(),
             }
         }
         Decision::Deny(denial) => ExplainReport {
@@ -237,6 +287,7 @@ pub fn explain(snapshot: &Snapshot, input: &ExplainInput) -> Result<ExplainRepor
             verdicts,
             identity: None,
             certificate,
+            crl_sources: Vec::new(),
         },
     })
 }
@@ -279,12 +330,12 @@ mod tests {
             certificate_pem: "not a certificate".into(),
             ..ExplainInput::default()
         };
-        assert!(explain(&snapshot, &input).is_err());
+        assert!(explain(&snapshot, &input, None).is_err());
         let input = ExplainInput {
             certificate_pem: "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"
                 .into(),
             ..ExplainInput::default()
         };
-        assert!(explain(&snapshot, &input).is_err());
+        assert!(explain(&snapshot, &input, None).is_err());
     }
 }

@@ -137,7 +137,11 @@ pub struct Reloader {
     reload: Mutex<ReloadState>,
     stats: Mutex<ReloadStats>,
     targets: Mutex<WatchTargets>,
+    listeners: Mutex<Vec<SwapListener>>,
 }
+
+/// Called with each new snapshot after it is swapped in.
+type SwapListener = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
 /// Locks a mutex even if a panicking thread poisoned it: the data behind these locks is
 /// always left consistent, and a reload must keep working.
@@ -175,7 +179,14 @@ impl Reloader {
                 ..ReloadStats::default()
             }),
             targets: Mutex::new(targets),
+            listeners: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Calls `listener` with every snapshot swapped in from now on (live revocation
+    /// takes its new settings this way). Listeners run on the reloading thread.
+    pub fn on_swap(&self, listener: impl Fn(&Snapshot) + Send + Sync + 'static) {
+        lock(&self.listeners).push(Box::new(listener));
     }
 
     /// The current snapshot: lock-free (arc-swap `load_full`), safe to call per request.
@@ -225,7 +236,11 @@ impl Reloader {
         let generation = current.generation.saturating_add(1);
         match Snapshot::compile(loaded, generation) {
             Ok(snapshot) => {
-                self.current.store(Arc::new(snapshot));
+                let snapshot = Arc::new(snapshot);
+                self.current.store(Arc::clone(&snapshot));
+                for listener in lock(&self.listeners).iter() {
+                    listener(&snapshot);
+                }
                 *lock(&self.targets) = targets;
                 state.last_failure = None;
                 let mut stats = lock(&self.stats);

@@ -93,6 +93,8 @@ pub struct Role {
     /// For each pinned leaf, the key of the configured CA that issued it (so that CA's
     /// CRL applies to it, as Vault checks pinned certificates against CRLs too).
     pub pinned_issuer_spki: Vec<Option<Vec<u8>>>,
+    /// For each pinned leaf, that issuing CA's certificate (OCSP requests name it).
+    pub pinned_issuer_der: Vec<Option<Vec<u8>>>,
     /// Summaries of the role's certificates, for the read API.
     pub certificates: Vec<Arc<ParsedCert>>,
     /// Name constraints.
@@ -253,11 +255,6 @@ impl Snapshot {
     pub fn compile(loaded: LoadedConfig, generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let config_file = loaded
-            .config_path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("<defaults>"));
-
         let settings = match compile_settings(&loaded.global) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -277,23 +274,41 @@ impl Snapshot {
                     role.path.display()
                 ));
             }
-            if role.spec.ocsp_enabled {
-                warnings.push(format!(
-                    "{}: ocsp_enabled: OCSP checking is not available in this version; this role denies every request with ocsp_unavailable{}",
-                    role.path.display(),
-                    if role.spec.ocsp_fail_open { " (ocsp_fail_open: true lets them through unchecked)" } else { "" }
-                ));
-            }
             match compile_role(role) {
                 Ok(r) => compiled.push(r),
                 Err(e) => errors.extend(e),
             }
         }
-        if !loaded.global.crl_urls.is_empty() {
-            warnings.push(format!(
-                "{}: crl_urls are not fetched in this version; put the CRL files in crls_dir",
-                config_file.display()
-            ));
+        let mut url_names = std::collections::HashSet::new();
+        for source in &loaded.global.crl_urls {
+            let problem = if !(source.url.starts_with("http://")
+                || source.url.starts_with("https://"))
+                || source
+                    .url
+                    .parse::<hyper::Uri>()
+                    .ok()
+                    .is_none_or(|u| u.host().is_none())
+            {
+                Some(format!(
+                    "crl_urls: {:?} is not an http:// or https:// URL",
+                    source.url
+                ))
+            } else if source.name.is_empty() {
+                Some(format!(
+                    "crl_urls: the entry for {:?} has no name",
+                    source.url
+                ))
+            } else if !url_names.insert(source.name.as_str()) {
+                Some(format!(
+                    "crl_urls: the name {:?} is used twice",
+                    source.name
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                errors.push(loaded.field_error("crl_urls", message));
+            }
         }
         resolve_issuers(&mut compiled);
         let mut roles: Vec<Arc<Role>> = compiled.into_iter().map(Arc::new).collect();
@@ -396,11 +411,14 @@ fn resolve_issuers(roles: &mut [Role]) {
         .iter()
         .flat_map(|r| r.certificates.iter().filter(|c| c.is_ca).cloned())
         .collect();
-    let issuer_of = |der: &[u8], issuer_name: &[u8]| -> Option<Vec<u8>> {
+    let issuer_ca = |der: &[u8], issuer_name: &[u8]| -> Option<Arc<ParsedCert>> {
         cas.iter()
             .filter(|ca| ca.subject_name == issuer_name && ca.der.as_ref() != der)
             .find(|ca| crate::pki::cert::signed_by(der, &ca.spki))
-            .map(|ca| ca.spki.clone())
+            .cloned()
+    };
+    let issuer_of = |der: &[u8], issuer_name: &[u8]| -> Option<Vec<u8>> {
+        issuer_ca(der, issuer_name).map(|ca| ca.spki.clone())
     };
     for role in roles.iter_mut() {
         for anchor in &mut role.anchors.certs {
@@ -412,6 +430,11 @@ fn resolve_issuers(roles: &mut [Role]) {
             .pinned
             .iter()
             .map(|leaf| issuer_of(&leaf.der, &leaf.issuer_name))
+            .collect();
+        role.pinned_issuer_der = role
+            .pinned
+            .iter()
+            .map(|leaf| issuer_ca(&leaf.der, &leaf.issuer_name).map(|ca| ca.der.to_vec()))
             .collect();
     }
 }
@@ -692,6 +715,7 @@ pub fn compile_role(role: &LoadedRole) -> Result<Role, Vec<ConfigError>> {
         path: role.path.clone(),
         anchors,
         pinned_issuer_spki: vec![None; pinned.len()],
+        pinned_issuer_der: vec![None; pinned.len()],
         pinned,
         certificates,
         names,

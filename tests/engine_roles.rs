@@ -460,6 +460,7 @@ fn explain_evaluates_every_role() {
             client_ip: None,
             origin: None,
             now: unix_now(),
+            live: None,
         },
     );
     allowed(&decision, "b");

@@ -602,7 +602,7 @@ impl Loader {
                     continue;
                 }
             };
-            let der = match decode_crl(&bytes) {
+            let der = match crate::revocation::crl::decode_crl(&bytes) {
                 Ok(der) => der,
                 Err(e) => {
                     self.errors.push(ConfigError::in_file(path, e));
@@ -781,28 +781,6 @@ fn pem_certificates(input: &[u8]) -> Result<String, String> {
         .map(|b| pem::Pem::new("CERTIFICATE", b.into_contents()))
         .collect();
     Ok(pem::encode_many_config(&blocks, PEM_LF))
-}
-
-/// A CRL file's DER: PEM with exactly one `X509 CRL` block, or DER as is.
-fn decode_crl(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    if contains(bytes, b"-----BEGIN") {
-        let blocks = pem::parse_many(bytes).map_err(|e| format!("malformed PEM: {e}"))?;
-        let mut crls: Vec<pem::Pem> = blocks
-            .into_iter()
-            .filter(|b| b.tag() == "X509 CRL")
-            .collect();
-        return match crls.len() {
-            0 => Err("no `X509 CRL` PEM block".into()),
-            1 => Ok(crls.remove(0).into_contents()),
-            n => Err(format!(
-                "{n} CRLs in one file: put one CRL per file (the file stem names it)"
-            )),
-        };
-    }
-    if looks_like_der(bytes) {
-        return Ok(bytes.to_vec());
-    }
-    Err("neither PEM (`X509 CRL`) nor DER".into())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -26,6 +26,8 @@ pub struct GlobalConfig {
     pub crl_urls: Vec<CrlUrl>,
     /// Whether CRLs named by certificates' CDP extension are fetched.
     pub crl_distribution_points: CdpMode,
+    /// How CRLs are fetched (from `crl_urls` and distribution points).
+    pub crl_fetch: CrlFetchConfig,
     /// What a CRL past its nextUpdate means; unset: deny for CDP-required roles, allow
     /// with a warning otherwise.
     pub crl_expired: Option<CrlExpiredPolicy>,
@@ -61,6 +63,7 @@ impl Default for GlobalConfig {
             crls_dir: PathBuf::from("crls"),
             crl_urls: Vec::new(),
             crl_distribution_points: CdpMode::Fetch,
+            crl_fetch: CrlFetchConfig::default(),
             crl_expired: None,
             certificate_sources: StringList(vec!["peer".into(), "xfcc".into()]),
             xfcc: XfccConfig::default(),
@@ -84,6 +87,35 @@ pub struct CrlUrl {
     pub name: String,
     /// `http://` or `https://` URL.
     pub url: String,
+}
+
+/// How CRLs are fetched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrlFetchConfig {
+    /// One download, connect to last byte.
+    pub timeout: DurationValue,
+    /// Largest CRL body accepted, in bytes (a 1,000,000-serial CRL is ~40 MB).
+    pub max_size: u64,
+    /// How long a request that meets a distribution point for the first time waits for
+    /// its CRL before the role's policy decides without it (the fetch goes on).
+    pub first_fetch_wait: DurationValue,
+    /// Refresh period of a CRL that names no nextUpdate.
+    pub refresh_interval: DurationValue,
+    /// Distribution point URLs remembered at most (each is refreshed like `crl_urls`).
+    pub max_distribution_points: usize,
+}
+
+impl Default for CrlFetchConfig {
+    fn default() -> Self {
+        CrlFetchConfig {
+            timeout: DurationValue(std::time::Duration::from_secs(10)),
+            max_size: 64 * 1024 * 1024,
+            first_fetch_wait: DurationValue(std::time::Duration::from_secs(2)),
+            refresh_interval: DurationValue(std::time::Duration::from_secs(3600)),
+            max_distribution_points: 1000,
+        }
+    }
 }
 
 /// Whether certificates' CRL distribution points are fetched.
@@ -157,8 +189,25 @@ impl Default for DenyConfig {
 pub struct OcspConfig {
     /// Entries in the OCSP response cache (OpenBao's `ocsp_cache_size`).
     pub cache_size: u64,
-    /// Per-request timeout.
+    /// One exchange with one responder (each retry gets its own).
     pub timeout: DurationValue,
+    /// CertID hash algorithm of requests: `sha1` (RFC 5019, every responder) or
+    /// `sha256`. Responses are matched with whichever algorithm they use.
+    pub cert_id_hash: CertIdHashName,
+    /// Send a nonce and require the response to echo it (replay protection). Turn it
+    /// off for responders that serve pre-signed responses (RFC 5019, CDNs).
+    pub nonce: bool,
+}
+
+/// A CertID hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CertIdHashName {
+    /// SHA-1.
+    #[default]
+    Sha1,
+    /// SHA-256.
+    Sha256,
 }
 
 impl Default for OcspConfig {
@@ -166,6 +215,8 @@ impl Default for OcspConfig {
         OcspConfig {
             cache_size: 100,
             timeout: DurationValue(std::time::Duration::from_secs(2)),
+            cert_id_hash: CertIdHashName::Sha1,
+            nonce: true,
         }
     }
 }

@@ -8,8 +8,8 @@
 //! Outcomes that depend on time are stored with their validity window and recomputed
 //! outside it; expiry failures are never stored.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
@@ -17,6 +17,7 @@ use rustls_pki_types::CertificateDer;
 use crate::pki::cert::ParsedCert;
 use crate::pki::pem::decode_certificates;
 use crate::revocation::CrlStatus;
+use crate::revocation::ocsp::OcspTarget;
 use crate::snapshot::CacheCounters;
 use crate::source::Presented;
 
@@ -33,8 +34,16 @@ pub struct ClientCert {
     pub uri_sans_joined: String,
     /// `dns_sans` joined with `,`, ready for the header.
     pub dns_sans_joined: String,
-    /// Per role index of the snapshot: chain outcome once computed.
-    chains: Box<[OnceLock<ChainOutcome>]>,
+    /// Per role index of the snapshot: the chain outcome once computed, with the
+    /// generation of the fetched CRLs it was computed against.
+    chains: Box<[arc_swap::ArcSwapOption<Stored>]>,
+}
+
+/// A stored chain outcome.
+#[derive(Debug)]
+struct Stored {
+    crl_generation: u64,
+    outcome: ChainOutcome,
 }
 
 /// What path building and revocation said for one role.
@@ -49,8 +58,11 @@ pub struct RoleChain {
     pub not_after: i64,
     /// What the CRLs said about the leaf on the accepted path.
     pub leaf_crl: CrlStatus,
-    /// The leaf's issuer (None for a pinned leaf): OCSP needs it.
+    /// The leaf's issuer (None for a pinned leaf whose issuer no role names).
     pub issuer_der: Option<Vec<u8>>,
+    /// For roles with `ocsp_enabled`: what to ask responders about, or why nothing can
+    /// be asked (no issuer known).
+    pub ocsp: Option<Result<Arc<OcspTarget>, String>>,
 }
 
 impl ClientCert {
@@ -76,39 +88,49 @@ impl ClientCert {
             dns_sans_joined: leaf.dns_sans.join(","),
             leaf,
             intermediates,
-            chains: (0..roles).map(|_| OnceLock::new()).collect(),
+            chains: (0..roles)
+                .map(|_| arc_swap::ArcSwapOption::empty())
+                .collect(),
         })
     }
 
-    /// The chain outcome for role `index` at `now`: the stored one when it still holds,
-    /// else `compute()` (stored unless it is a time-dependent failure).
+    /// The chain outcome for role `index` at `now` against fetched CRLs of
+    /// `crl_generation`: the stored one when it still holds, else `compute()`, which also
+    /// says whether its outcome may be stored (not when it lacked a list it asked for).
+    /// Time-dependent failures are never stored.
     pub fn chain_for(
         &self,
         index: usize,
         now: i64,
-        compute: impl FnOnce() -> ChainOutcome,
+        crl_generation: u64,
+        compute: impl FnOnce() -> (ChainOutcome, bool),
     ) -> ChainOutcome {
         let Some(slot) = self.chains.get(index) else {
-            return compute();
+            return compute().0;
         };
-        if let Some(stored) = slot.get() {
-            match stored {
+        if let Some(stored) = slot.load().as_deref()
+            && stored.crl_generation == crl_generation
+        {
+            match &stored.outcome {
                 Ok(chain) if now >= chain.not_before && now <= chain.not_after => {
                     return Ok(Arc::clone(chain));
                 }
-                Ok(_) => return compute(),
+                Ok(_) => {}
                 Err(reason) => return Err(reason.clone()),
             }
         }
-        let outcome = compute();
+        let (outcome, storable) = compute();
         let time_dependent = matches!(
             outcome,
             Err(Reason::CertificateExpired { .. }
                 | Reason::CertificateNotYetValid { .. }
                 | Reason::CrlExpired)
         );
-        if !time_dependent {
-            let _ = slot.set(outcome.clone());
+        if storable && !time_dependent {
+            slot.store(Some(Arc::new(Stored {
+                crl_generation,
+                outcome: outcome.clone(),
+            })));
         }
         outcome
     }

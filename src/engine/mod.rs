@@ -15,12 +15,14 @@ use std::sync::Arc;
 pub use cache::ClientCert;
 pub use reason::Reason;
 
-use crate::config::schema::CrlExpiredPolicy;
+use crate::config::schema::{CdpMode, CertIdHashName, CrlExpiredPolicy};
+use crate::pki::cert::ParsedCert;
 use crate::pki::chain::{self, PathCert};
 use crate::pki::der::asn1_string;
 use crate::pki::pem::sha256;
-use crate::revocation::CrlStatus;
-use crate::snapshot::{Role, Snapshot, UniqueIdentifier};
+use crate::revocation::ocsp::{CertIdHash, CertStatus, OcspTarget};
+use crate::revocation::{CrlIndex, CrlStatus, LiveView, OcspLookup};
+use crate::snapshot::{OcspRole, Role, Snapshot, UniqueIdentifier};
 use crate::source::Presented;
 use cache::RoleChain;
 
@@ -37,6 +39,9 @@ pub struct AuthRequest<'a> {
     pub origin: Option<&'a str>,
     /// Unix seconds.
     pub now: i64,
+    /// Fetched CRLs and OCSP answers; `None`: only the snapshot's CRLs count, OCSP is
+    /// unavailable and distribution points are not consulted.
+    pub live: Option<&'a dyn LiveView>,
 }
 
 /// The outcome.
@@ -279,7 +284,10 @@ fn check_role(
     let leaf = &client.leaf;
 
     // 1. chain (revocation found while building paths is reported in its own place)
-    let chain = client.chain_for(index, now, || role_chain(snapshot, role, client, now));
+    let generation = request.live.map_or(0, |l| l.crl_generation());
+    let chain = client.chain_for(index, now, generation, || {
+        role_chain(snapshot, role, client, now, request.live)
+    });
     let (chain, revoked) = match chain {
         Ok(c) => (Some(c), None),
         Err(r) if r.stage() == 5 => (None, Some(r)),
@@ -341,12 +349,8 @@ fn check_role(
     if let Some(reason) = revoked {
         return Err(reason);
     }
-    if role.ocsp.enabled && !role.ocsp.fail_open {
-        // OCSP is configured but this version cannot ask a responder: an unknown status
-        // denies unless the role fails open, exactly as an unreachable responder would.
-        return Err(Reason::OcspUnavailable {
-            detail: "OCSP checking is not available in this version".into(),
-        });
+    if role.ocsp.enabled {
+        ocsp(role, leaf, chain.as_deref(), request)?;
     }
     if role.require_crl_distribution_points {
         let checked = chain
@@ -399,12 +403,48 @@ fn check_role(
 }
 
 /// Path building and revocation for one role (a cache miss).
+///
+/// Also says whether the outcome may be cached: not when a distribution point's CRL
+/// was wanted and not known yet (the decision is taken again once it is).
 fn role_chain(
     snapshot: &Snapshot,
     role: &Role,
     client: &ClientCert,
     now: i64,
+    live: Option<&dyn LiveView>,
+) -> (Result<Arc<RoleChain>, Reason>, bool) {
+    let complete = std::cell::Cell::new(true);
+    let ctx = RevocationContext {
+        snapshot,
+        role,
+        live,
+        now,
+        complete: &complete,
+    };
+    let outcome = role_chain_inner(&ctx, client);
+    (outcome, complete.get())
+}
+
+/// What the revocation of one path certificate needs.
+struct RevocationContext<'a> {
+    snapshot: &'a Snapshot,
+    role: &'a Role,
+    live: Option<&'a dyn LiveView>,
+    now: i64,
+    /// Cleared when a wanted distribution point's CRL was not known yet.
+    complete: &'a std::cell::Cell<bool>,
+}
+
+fn role_chain_inner(
+    ctx: &RevocationContext<'_>,
+    client: &ClientCert,
 ) -> Result<Arc<RoleChain>, Reason> {
+    let RevocationContext {
+        snapshot,
+        role,
+        now,
+        ..
+    } = *ctx;
     let leaf = &client.leaf;
     let stale_denies = match snapshot.settings.global.crl_expired {
         Some(CrlExpiredPolicy::Deny) => true,
@@ -421,8 +461,7 @@ fn role_chain(
             // it no CRL can be verified for the leaf, only `revoked_cert_ids` apply.
             let issuer_spki = role.pinned_issuer_spki.get(i).and_then(Option::as_deref);
             let (leaf_crl, due) = revocation(
-                snapshot,
-                role,
+                ctx,
                 &PathCert {
                     der: &leaf.der,
                     serial: &leaf.serial,
@@ -430,14 +469,16 @@ fn role_chain(
                     issuer_spki: issuer_spki.unwrap_or_default(),
                     is_anchor: false,
                 },
-                now,
+                Some(leaf),
                 stale_denies,
             )?;
+            let issuer_der = role.pinned_issuer_der.get(i).cloned().flatten();
             return Ok(Arc::new(RoleChain {
                 not_before: leaf.not_before,
                 not_after: due.map_or(leaf.not_after, |d| d.min(leaf.not_after)),
                 leaf_crl,
-                issuer_der: None,
+                ocsp: ocsp_target(snapshot, role, leaf, issuer_der.as_deref()),
+                issuer_der,
             }));
         }
         if role.anchors.anchors.is_empty() {
@@ -460,7 +501,8 @@ fn role_chain(
     let check = |certs: &[PathCert<'_>]| -> Result<(), Reason> {
         crl_due.set(i64::MAX);
         for (i, cert) in certs.iter().enumerate() {
-            let (status, due) = revocation(snapshot, role, cert, now, stale_denies)?;
+            let parsed = (i == 0).then_some(leaf);
+            let (status, due) = revocation(ctx, cert, parsed, stale_denies)?;
             if let Some(due) = due {
                 crl_due.set(crl_due.get().min(due));
             }
@@ -475,24 +517,166 @@ fn role_chain(
         not_before: verified.not_before,
         not_after: verified.not_after.min(crl_due.get()),
         leaf_crl: leaf_crl.get(),
+        ocsp: ocsp_target(snapshot, role, leaf, Some(&verified.issuer_der)),
         issuer_der: Some(verified.issuer_der),
     }))
 }
 
-/// Revocation of one certificate for one role: `revoked_cert_ids`, then the CRL of its
-/// issuer under the stale-CRL policy. Returns the CRL status and the nextUpdate after
-/// which it must be looked at again.
-fn revocation(
+/// The OCSP question for a role with `ocsp_enabled`, once per verified chain.
+fn ocsp_target(
     snapshot: &Snapshot,
     role: &Role,
+    leaf: &ParsedCert,
+    issuer_der: Option<&[u8]>,
+) -> Option<Result<Arc<OcspTarget>, String>> {
+    if !role.ocsp.enabled {
+        return None;
+    }
+    let hash = match snapshot.settings.global.ocsp.cert_id_hash {
+        CertIdHashName::Sha1 => CertIdHash::Sha1,
+        CertIdHashName::Sha256 => CertIdHash::Sha256,
+    };
+    Some(match issuer_der {
+        None => {
+            Err("the pinned leaf's issuer is in no role, so no OCSP request can name it".into())
+        }
+        Some(issuer) => OcspTarget::new(leaf, issuer, hash).map(Arc::new),
+    })
+}
+
+/// The OCSP step of a role: the leaf's status from its responders (the override list,
+/// else the leaf's AIA). Revoked always denies, and so does a response with a bad
+/// signature; anything short of a good answer denies unless the role fails open.
+fn ocsp(
+    role: &Role,
+    leaf: &ParsedCert,
+    chain: Option<&RoleChain>,
+    request: &AuthRequest<'_>,
+) -> Result<(), Reason> {
+    let settings: &OcspRole = &role.ocsp;
+    let unavailable = |detail: String| {
+        if settings.fail_open {
+            Ok(())
+        } else {
+            Err(Reason::OcspUnavailable { detail })
+        }
+    };
+    let target = match chain.and_then(|c| c.ocsp.as_ref()) {
+        Some(Ok(target)) => target,
+        Some(Err(why)) => return unavailable(why.clone()),
+        None => return unavailable("no verified chain to take the issuer from".into()),
+    };
+    let responders: Vec<&str> = if settings.servers_override.is_empty() {
+        leaf.ocsp_responders
+            .iter()
+            .map(String::as_str)
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .collect()
+    } else {
+        settings
+            .servers_override
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
+    if responders.is_empty() {
+        return unavailable(
+            "no responder: the certificate names no OCSP URL and ocsp_servers_override is empty"
+                .into(),
+        );
+    }
+    let Some(live) = request.live else {
+        return unavailable("no OCSP client in this context".into());
+    };
+    let serial = || hex::encode(&target.serial);
+    let mut problems: Vec<String> = Vec::new();
+    for responder in &responders {
+        match live.ocsp(target, responder, settings, request.now) {
+            OcspLookup::Answer(answer) => match answer.status {
+                CertStatus::Revoked { .. } => {
+                    return Err(Reason::RevokedOcsp { serial: serial() });
+                }
+                CertStatus::Good if !settings.query_all_servers => return Ok(()),
+                CertStatus::Good => {}
+                CertStatus::Unknown => problems.push(format!("{responder}: status unknown")),
+            },
+            OcspLookup::Failed { hard: true, detail } => {
+                return Err(Reason::OcspInvalid {
+                    detail: format!("{responder}: {detail}"),
+                });
+            }
+            OcspLookup::Failed {
+                hard: false,
+                detail,
+            } => {
+                problems.push(format!("{responder}: {detail}"));
+            }
+            OcspLookup::Pending => {
+                problems.push(format!("{responder}: no answer yet"));
+                if !settings.query_all_servers {
+                    // The next responder is asked only if this one fails.
+                    break;
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        // query_all_servers and every responder said good.
+        return Ok(());
+    }
+    unavailable(problems.join("; "))
+}
+
+/// Revocation of one certificate for one role: `revoked_cert_ids`, then the CRLs of
+/// its issuer (files and fetched lists) under the stale-CRL policy. Returns the CRL
+/// status and the nextUpdate after which it must be looked at again.
+///
+/// With distribution points fetched, a certificate's CDP URLs are consulted first: one
+/// never tried is recorded as wanted (and the outcome is not cached). `parsed` is the
+/// certificate when already parsed (the leaf); others are parsed here, off the hot path.
+fn revocation(
+    ctx: &RevocationContext<'_>,
     cert: &PathCert<'_>,
-    now: i64,
+    parsed: Option<&ParsedCert>,
     stale_denies: bool,
 ) -> Result<(CrlStatus, Option<i64>), Reason> {
+    let RevocationContext {
+        snapshot,
+        role,
+        live,
+        now,
+        complete,
+    } = *ctx;
     if let Some(id) = role.revoked.find(cert.serial, || sha256(cert.der)) {
         return Err(Reason::RevokedCertId { id });
     }
-    let (status, due) = snapshot.crls.lookup(cert, now);
+    let mut found = snapshot.crls.lookup(cert, now);
+    if let Some(live) = live {
+        if snapshot.settings.global.crl_distribution_points == CdpMode::Fetch && !cert.is_anchor {
+            let owned;
+            let points = match parsed {
+                Some(p) => &p.crl_distribution_points,
+                None => {
+                    owned = ParsedCert::from_der(rustls_pki_types::CertificateDer::from(
+                        cert.der.to_vec(),
+                    ))
+                    .map(|p| p.crl_distribution_points)
+                    .unwrap_or_default();
+                    &owned
+                }
+            };
+            for url in points
+                .iter()
+                .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            {
+                if !live.distribution_point_known(url) {
+                    complete.set(false);
+                }
+            }
+        }
+        found = CrlIndex::merge(found, live.fetched_crls().lookup(cert, now));
+    }
+    let (status, due) = found;
     match status {
         CrlStatus::Revoked => Err(Reason::RevokedCrl {
             serial: hex::encode(cert.serial),

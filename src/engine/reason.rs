@@ -90,6 +90,11 @@ pub enum Reason {
     OcspUnavailable {
         detail: String,
     },
+    /// An OCSP response for the certificate failed its signature check: a forgery or a
+    /// broken responder. Denies even with `ocsp_fail_open`.
+    OcspInvalid {
+        detail: String,
+    },
     /// `require_crl_distribution_points`: no CDP or no CRL checked for it.
     CrlRequired,
     /// A CRL needed for the decision is past its nextUpdate and policy denies.
@@ -142,6 +147,7 @@ impl Reason {
             Reason::RevokedCertId { .. } => "revoked_cert_id",
             Reason::RevokedOcsp { .. } => "revoked_ocsp",
             Reason::OcspUnavailable { .. } => "ocsp_unavailable",
+            Reason::OcspInvalid { .. } => "ocsp_invalid",
             Reason::CrlRequired => "crl_required",
             Reason::CrlExpired => "crl_expired",
             Reason::SourceIpNotAllowed => "source_ip_not_allowed",
@@ -185,6 +191,7 @@ impl Reason {
             | Reason::RevokedCertId { .. }
             | Reason::RevokedOcsp { .. }
             | Reason::OcspUnavailable { .. }
+            | Reason::OcspInvalid { .. }
             | Reason::CrlRequired
             | Reason::CrlExpired => 5,
             Reason::SourceIpNotAllowed => 6,
@@ -201,7 +208,8 @@ impl fmt::Display for Reason {
             Reason::MalformedCertificate { detail }
             | Reason::MalformedXfcc { detail }
             | Reason::InvalidChain { detail }
-            | Reason::OcspUnavailable { detail } => write!(f, "{}: {detail}", self.code()),
+            | Reason::OcspUnavailable { detail }
+            | Reason::OcspInvalid { detail } => write!(f, "{}: {detail}", self.code()),
             Reason::RoleNotFound { role } => write!(f, "{}: {role}", self.code()),
             Reason::CertificateExpired { not_after } => {
                 write!(f, "{}: notAfter {}", self.code(), rfc3339(*not_after))

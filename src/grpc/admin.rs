@@ -16,6 +16,8 @@ use crate::explain::{self, CertificateReport, ExplainInput, ExplainReport};
 use crate::pki::cert::ParsedCert;
 use crate::reload::Reloader;
 use crate::revocation::CrlEntry;
+use crate::revocation::LiveRevocation;
+use crate::revocation::live::CrlSourceReport;
 use crate::snapshot::{Role, Snapshot};
 
 /// Code generated from `proto/certgate/v1/admin.proto` (messages, client and server).
@@ -36,12 +38,13 @@ const MAX_PEM_BYTES: usize = crate::pki::pem::MAX_INPUT_BYTES;
 #[derive(Clone)]
 pub struct AdminService {
     reloader: Arc<Reloader>,
+    live: Arc<LiveRevocation>,
 }
 
 impl AdminService {
     /// A service reading `reloader`'s current snapshot on every call.
-    pub fn new(reloader: Arc<Reloader>) -> AdminService {
-        AdminService { reloader }
+    pub fn new(reloader: Arc<Reloader>, live: Arc<LiveRevocation>) -> AdminService {
+        AdminService { reloader, live }
     }
 
     /// The service wrapped for `tonic::transport::Server::add_service`.
@@ -86,13 +89,20 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ListCrlsResponse>, Status> {
         let snapshot = self.reloader.current();
         let now = clock::now();
-        Ok(Response::new(pb::ListCrlsResponse {
-            crls: snapshot
-                .crls
-                .entries()
+        let mut crls: Vec<pb::Crl> = snapshot
+            .crls
+            .entries()
+            .iter()
+            .map(|c| crl_message(c, now, false))
+            .collect();
+        crls.extend(
+            self.live
+                .crl_sources()
                 .iter()
-                .map(|c| crl_message(c, now, false))
-                .collect(),
+                .map(|s| source_message(s, now, false)),
+        );
+        Ok(Response::new(pb::ListCrlsResponse {
+            crls,
             generation: snapshot.generation,
         }))
     }
@@ -103,8 +113,16 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::Crl>, Status> {
         let name = request.into_inner().name;
         let snapshot = self.reloader.current();
-        match snapshot.crls.get(name.trim()) {
-            Some(crl) => Ok(Response::new(crl_message(crl, clock::now(), true))),
+        if let Some(crl) = snapshot.crls.get(name.trim()) {
+            return Ok(Response::new(crl_message(crl, clock::now(), true)));
+        }
+        match self
+            .live
+            .crl_sources()
+            .iter()
+            .find(|s| s.name == name.trim())
+        {
+            Some(source) => Ok(Response::new(source_message(source, clock::now(), true))),
             None => Err(Status::not_found(format!("no CRL named {name:?}"))),
         }
     }
@@ -117,7 +135,11 @@ impl pb::admin_server::Admin for AdminService {
         let snapshot = self.reloader.current();
         // Path building is CPU work of a few hundred microseconds: fine inline, like
         // the ext_authz Check it mirrors.
-        let report = explain::explain(&snapshot, &input).map_err(Status::invalid_argument)?;
+        let report = self
+            .live
+            .decide(|view| explain::explain(&snapshot, &input, Some(view)))
+            .await
+            .map_err(Status::invalid_argument)?;
         Ok(Response::new(explain_message(report, &snapshot)))
     }
 }
@@ -300,7 +322,29 @@ fn crl_message(crl: &CrlEntry, now: i64, with_serials: bool) -> pb::Crl {
         } else {
             Vec::new()
         },
+        origin: "file".into(),
+        has_list: true,
+        ..Default::default()
     }
+}
+
+/// A fetched CRL source: its current list (if any) and how fetching goes.
+fn source_message(source: &CrlSourceReport, now: i64, with_serials: bool) -> pb::Crl {
+    let mut message = match &source.crl {
+        Some(crl) => crl_message(crl, now, with_serials),
+        None => pb::Crl::default(),
+    };
+    message.name = source.name.clone();
+    message.source = source.url.clone();
+    message.origin = source.origin.as_str().into();
+    message.has_list = source.crl.is_some();
+    message.last_attempt = source.last_attempt.map(rfc3339).unwrap_or_default();
+    message.last_success = source.last_success.map(rfc3339).unwrap_or_default();
+    message.last_error = source.last_error.clone().unwrap_or_default();
+    message.next_refresh = source.next_refresh.map(rfc3339).unwrap_or_default();
+    message.fetches = source.fetches;
+    message.failures = source.failures;
+    message
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{self, AuthRequest, Decision, Grant, IDENTITY_FIELDS};
 use crate::reload::Reloader;
+use crate::revocation::{LiveRevocation, LiveView};
 use crate::snapshot::Snapshot;
 use crate::source::{self, SourceInput};
 
@@ -35,12 +36,14 @@ const GRPC_PERMISSION_DENIED: i32 = 7;
 /// The `envoy.service.auth.v3.Authorization` service.
 pub struct ExtAuthz {
     reloader: Arc<Reloader>,
+    live: Arc<LiveRevocation>,
 }
 
 impl ExtAuthz {
-    /// Serves decisions from whatever snapshot the reloader holds at each request.
-    pub fn new(reloader: Arc<Reloader>) -> Self {
-        ExtAuthz { reloader }
+    /// Serves decisions from whatever snapshot the reloader holds at each request, with
+    /// fetched CRLs and OCSP from `live`.
+    pub fn new(reloader: Arc<Reloader>, live: Arc<LiveRevocation>) -> Self {
+        ExtAuthz { reloader, live }
     }
 }
 
@@ -52,59 +55,123 @@ impl Authorization for ExtAuthz {
     ) -> Result<Response<CheckResponse>, Status> {
         let snapshot = self.reloader.current();
         let now = crate::clock::now();
-        Ok(Response::new(check(&snapshot, &request.into_inner(), now)))
+        Ok(Response::new(
+            check_live(&self.live, &snapshot, &request.into_inner(), now).await,
+        ))
     }
 }
 
-/// The whole request path for one `CheckRequest` against one snapshot at `now`.
-pub fn check(snapshot: &Snapshot, request: &CheckRequest, now: i64) -> CheckResponse {
-    let attrs = request.attributes.as_ref();
-    let peer = attrs.and_then(|a| a.source.as_ref());
-    let headers = attrs
-        .and_then(|a| a.request.as_ref())
-        .and_then(|r| r.http.as_ref())
-        .map(|h| &h.headers);
-    let header = |name: &str| headers.and_then(|h| h.get(name)).map(String::as_str);
-    let peer_address = peer
-        .and_then(|p| p.address.as_ref())
-        .and_then(|a| a.address.as_ref())
-        .and_then(|a| match a {
-            Address::SocketAddress(s) => {
-                s.address.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
-            }
-            _ => None,
-        });
-    let input = SourceInput {
-        peer_certificate: peer.map(|p| p.certificate.as_str()),
-        xfcc: header(XFCC),
-        peer_address,
-    };
-    let roles = attrs
-        .and_then(|a| a.context_extensions.get(ROLES_CONTEXT_KEY))
-        .map(String::as_str);
+/// What the adapter takes from a `CheckRequest`.
+struct Inputs<'r> {
+    headers: Option<&'r HashMap<String, String>>,
+    source: SourceInput<'r>,
+    peer_address: Option<IpAddr>,
+    roles: Option<&'r str>,
+}
 
-    let decision = match source::select(&snapshot.settings.source, &input) {
-        Ok(presented) => engine::decide(
-            snapshot,
-            &AuthRequest {
-                presented: &presented,
-                roles,
-                client_ip: peer_address,
-                origin: header("origin"),
-                now,
+impl<'r> Inputs<'r> {
+    fn of(request: &'r CheckRequest) -> Inputs<'r> {
+        let attrs = request.attributes.as_ref();
+        let peer = attrs.and_then(|a| a.source.as_ref());
+        let headers = attrs
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .map(|h| &h.headers);
+        let peer_address = peer
+            .and_then(|p| p.address.as_ref())
+            .and_then(|a| a.address.as_ref())
+            .and_then(|a| match a {
+                Address::SocketAddress(s) => {
+                    s.address.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+                }
+                _ => None,
+            });
+        Inputs {
+            headers,
+            source: SourceInput {
+                peer_certificate: peer.map(|p| p.certificate.as_str()),
+                xfcc: headers.and_then(|h| h.get(XFCC)).map(String::as_str),
+                peer_address,
             },
-        ),
-        Err(reason) => Decision::Deny(engine::Denial {
-            reason,
-            verdicts: Vec::new(),
-            client: None,
-        }),
-    };
-    log_decision(&decision, header("x-request-id"), peer_address, roles);
-    match decision {
-        Decision::Allow(grant) => allow(snapshot, &grant, headers),
-        Decision::Deny(denial) => deny(snapshot, &denial),
+            peer_address,
+            roles: attrs
+                .and_then(|a| a.context_extensions.get(ROLES_CONTEXT_KEY))
+                .map(String::as_str),
+        }
     }
+
+    fn header(&self, name: &str) -> Option<&'r str> {
+        self.headers.and_then(|h| h.get(name)).map(String::as_str)
+    }
+
+    fn request<'a>(
+        &'a self,
+        presented: &'a crate::source::Presented<'a>,
+        now: i64,
+        live: Option<&'a dyn LiveView>,
+    ) -> AuthRequest<'a> {
+        AuthRequest {
+            presented,
+            roles: self.roles,
+            client_ip: self.peer_address,
+            origin: self.header("origin"),
+            now,
+            live,
+        }
+    }
+
+    fn respond(&self, snapshot: &Snapshot, decision: Decision) -> CheckResponse {
+        log_decision(
+            &decision,
+            self.header("x-request-id"),
+            self.peer_address,
+            self.roles,
+        );
+        match decision {
+            Decision::Allow(grant) => allow(snapshot, &grant, self.headers),
+            Decision::Deny(denial) => deny(snapshot, &denial),
+        }
+    }
+}
+
+fn source_denial(reason: engine::Reason) -> Decision {
+    Decision::Deny(engine::Denial {
+        reason,
+        verdicts: Vec::new(),
+        client: None,
+    })
+}
+
+/// The request path for one `CheckRequest` against one snapshot at `now`, with the
+/// snapshot's CRLs only (no fetching, no OCSP: roles with `ocsp_enabled` get
+/// `ocsp_unavailable` unless they fail open). Benchmarks and offline tests use it.
+pub fn check(snapshot: &Snapshot, request: &CheckRequest, now: i64) -> CheckResponse {
+    let inputs = Inputs::of(request);
+    let decision = match source::select(&snapshot.settings.source, &inputs.source) {
+        Ok(presented) => engine::decide(snapshot, &inputs.request(&presented, now, None)),
+        Err(reason) => source_denial(reason),
+    };
+    inputs.respond(snapshot, decision)
+}
+
+/// The whole request path: like [`check`], with fetched CRLs and OCSP from `live`.
+pub async fn check_live(
+    live: &LiveRevocation,
+    snapshot: &Snapshot,
+    request: &CheckRequest,
+    now: i64,
+) -> CheckResponse {
+    let inputs = Inputs::of(request);
+    let decision = match source::select(&snapshot.settings.source, &inputs.source) {
+        Ok(presented) => {
+            live.decide(|view| {
+                engine::decide(snapshot, &inputs.request(&presented, now, Some(view)))
+            })
+            .await
+        }
+        Err(reason) => source_denial(reason),
+    };
+    inputs.respond(snapshot, decision)
 }
 
 fn log_decision(

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::reload::Reloader;
+use crate::revocation::LiveRevocation;
 
 /// Binds the snapshot's `listen` address and serves until `shutdown` completes, then
 /// stops accepting, reports NOT_SERVING and waits for in-flight calls to finish.
@@ -26,6 +27,30 @@ pub async fn serve(
     serve_on(reloader, listener, shutdown).await
 }
 
+/// SIGHUP: re-read the configuration now and refresh every fetched CRL (an operator's
+/// way to pick up a CRL published before the held one's nextUpdate).
+fn spawn_hangup_handler(reloader: Arc<Reloader>, live: std::sync::Weak<LiveRevocation>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloads happen on file changes only");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(live) = live.upgrade() else { return };
+                let reloader = Arc::clone(&reloader);
+                let outcome = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
+                tracing::info!(?outcome, "SIGHUP: configuration re-read, CRLs refreshing");
+                live.refresh_all();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (reloader, live);
+}
+
 /// Like [`serve`] on a listener the caller bound (tests use port 0).
 pub async fn serve_on(
     reloader: Arc<Reloader>,
@@ -33,6 +58,18 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
     let local = listener.local_addr()?;
+    let live = LiveRevocation::new(&reloader.current());
+    let weak = Arc::downgrade(&live);
+    reloader.on_swap(move |snapshot| {
+        if let Some(live) = weak.upgrade() {
+            live.apply(snapshot);
+        }
+    });
+    spawn_hangup_handler(Arc::clone(&reloader), Arc::downgrade(&live));
+    // Fail closed from the first request: serve once every `crl_urls` list has been
+    // tried (bounded by the fetch timeout), not with none while they download.
+    let first_fetch = reloader.current().settings.global.crl_fetch.timeout.0;
+    live.wait_first_fetches(first_fetch).await;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AuthorizationServer<ext_authz::ExtAuthz>>()
@@ -63,11 +100,12 @@ pub async fn serve_on(
     tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
             Arc::clone(&reloader),
+            Arc::clone(&live),
         )))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(admin::pb::admin_server::AdminServer::new(
-            admin::AdminService::new(Arc::clone(&reloader)),
+            admin::AdminService::new(Arc::clone(&reloader), Arc::clone(&live)),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

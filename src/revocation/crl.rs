@@ -7,7 +7,7 @@
 //! serial never revoke each other's certificates (the caveat Vault documents).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -45,8 +45,9 @@ pub struct CrlEntry {
     der: Arc<[u8]>,
     /// Where tbs, algorithm and signature are inside `der`.
     parts: SignedParts,
-    /// SPKIs (DER) known to have signed this CRL.
-    verified_keys: Vec<Vec<u8>>,
+    /// SPKIs (DER) known to have signed this CRL, and known not to have: a signature
+    /// over a large list is checked once per key, not once per chain.
+    keys: Mutex<KeyMemo>,
     /// The subject of the configured CA that verified the signature, if one did.
     pub verified_by: Option<String>,
 }
@@ -86,16 +87,38 @@ impl CrlEntry {
             serials,
             parts,
             der: Arc::from(der.into_boxed_slice()),
-            verified_keys: Vec::new(),
+            keys: Mutex::new(KeyMemo::default()),
             verified_by: None,
         })
     }
 
+    /// Parses a PEM (one `X509 CRL` block) or DER CRL.
+    pub fn parse_any(name: &str, source: &str, bytes: &[u8]) -> Result<CrlEntry, String> {
+        CrlEntry::parse(name, source, decode_crl(bytes)?)
+    }
+
     /// Whether `spki_der` (a SubjectPublicKeyInfo with its SEQUENCE) signed this CRL.
     pub fn signed_by(&self, spki_der: &[u8]) -> bool {
-        if self.verified_keys.iter().any(|k| k == spki_der) {
-            return true;
+        {
+            let memo = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if memo.good.iter().any(|k| **k == *spki_der) {
+                return true;
+            }
+            if memo.bad.iter().any(|k| **k == *spki_der) {
+                return false;
+            }
         }
+        let good = self.verify_with(spki_der);
+        let mut memo = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let list = if good { &mut memo.good } else { &mut memo.bad };
+        // Bounded: only keys of certificates on verified paths get here.
+        if list.len() < 64 {
+            list.push(Box::from(spki_der));
+        }
+        good
+    }
+
+    fn verify_with(&self, spki_der: &[u8]) -> bool {
         let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(spki_der) else {
             return false;
         };
@@ -117,6 +140,36 @@ impl CrlEntry {
         }
         let bits = x509_parser::der_parser::asn1_rs::BitString::new(0, sig_bytes);
         x509_parser::verify::verify_signature(&spki, &alg, &bits, tbs).is_ok()
+    }
+
+    /// Checks the signature against the configured CAs named as the CRL's issuer: `Ok`
+    /// when one verifies it (recorded in `verified_by`) or when no such CA is configured
+    /// (the list is verified later against the issuer a path reaches); `Err` when such CAs
+    /// exist and none verifies it: a forged or misplaced list.
+    pub fn verify_against(&mut self, known_cas: &[&ParsedCert]) -> Result<(), String> {
+        let mut candidates = 0;
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        for ca in known_cas
+            .iter()
+            .filter(|ca| ca.subject_name == self.issuer_name)
+        {
+            candidates += 1;
+            if seen.insert(&ca.spki) && self.signed_by(&ca.spki) {
+                self.verified_by.get_or_insert_with(|| ca.subject.clone());
+            }
+        }
+        if candidates > 0 && self.verified_by.is_none() {
+            return Err(format!(
+                "CRL {:?} ({}): signature does not verify with the key of its issuer {}",
+                self.name, self.source, self.issuer
+            ));
+        }
+        Ok(())
+    }
+
+    /// The DER as loaded.
+    pub fn der(&self) -> &[u8] {
+        &self.der
     }
 
     /// Whether `serial` (leading zeros ignored) is listed.
@@ -147,6 +200,13 @@ impl CrlEntry {
     }
 }
 
+/// Keys a CRL's signature was checked with.
+#[derive(Debug, Default)]
+struct KeyMemo {
+    good: Vec<Box<[u8]>>,
+    bad: Vec<Box<[u8]>>,
+}
+
 /// What the CRLs say about one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrlStatus {
@@ -157,6 +217,29 @@ pub enum CrlStatus {
     NotRevoked { stale: bool },
     /// No CRL from this issuer is known.
     NoCrl,
+}
+
+/// A CRL's DER from a file or an HTTP body: PEM with exactly one `X509 CRL` block, or
+/// DER as is.
+pub fn decode_crl(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        let blocks = pem::parse_many(bytes).map_err(|e| format!("malformed PEM: {e}"))?;
+        let mut crls: Vec<pem::Pem> = blocks
+            .into_iter()
+            .filter(|b| b.tag() == "X509 CRL")
+            .collect();
+        return match crls.len() {
+            0 => Err("no `X509 CRL` PEM block".into()),
+            1 => Ok(crls.remove(0).into_contents()),
+            n => Err(format!(
+                "{n} CRLs in one file: put one CRL per file (the file stem names it)"
+            )),
+        };
+    }
+    if matches!(bytes, [0x30, 0x81..=0x84, ..]) {
+        return Ok(bytes.to_vec());
+    }
+    Err("neither PEM (`X509 CRL`) nor DER".into())
 }
 
 /// Every CRL, indexed by issuer name.
@@ -173,27 +256,24 @@ impl CrlIndex {
     /// configured is kept and verified against the real issuer when a path meets it.
     pub fn build(crls: Vec<CrlEntry>, known_cas: &[&ParsedCert]) -> Result<CrlIndex, Vec<String>> {
         let mut errors = Vec::new();
-        let mut index = CrlIndex::default();
+        let mut entries = Vec::with_capacity(crls.len());
         for mut crl in crls {
-            let candidates: Vec<&&ParsedCert> = known_cas
-                .iter()
-                .filter(|ca| ca.subject_name == crl.issuer_name)
-                .collect();
-            let mut seen = HashSet::new();
-            for ca in &candidates {
-                if seen.insert(ca.spki.clone()) && crl.signed_by(&ca.spki) {
-                    crl.verified_keys.push(ca.spki.clone());
-                    crl.verified_by.get_or_insert_with(|| ca.subject.clone());
-                }
+            match crl.verify_against(known_cas) {
+                Ok(()) => entries.push(Arc::new(crl)),
+                Err(e) => errors.push(e),
             }
-            if !candidates.is_empty() && crl.verified_keys.is_empty() {
-                errors.push(format!(
-                    "CRL {:?} ({}): signature does not verify with the key of its issuer {}",
-                    crl.name, crl.source, crl.issuer
-                ));
-                continue;
-            }
-            let crl = Arc::new(crl);
+        }
+        if errors.is_empty() {
+            Ok(CrlIndex::from_entries(entries))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Indexes CRLs already checked (see [`CrlEntry::verify_against`]).
+    pub fn from_entries(entries: Vec<Arc<CrlEntry>>) -> CrlIndex {
+        let mut index = CrlIndex::default();
+        for crl in entries {
             index
                 .by_issuer
                 .entry(crl.issuer_name.clone())
@@ -201,11 +281,7 @@ impl CrlIndex {
                 .push(Arc::clone(&crl));
             index.entries.push(crl);
         }
-        if errors.is_empty() {
-            Ok(index)
-        } else {
-            Err(errors)
-        }
+        index
     }
 
     /// The status of one certificate of a candidate path, and the earliest future
@@ -235,6 +311,27 @@ impl CrlIndex {
                 _ => CrlStatus::NotRevoked { stale },
             };
         }
+        (status, due)
+    }
+
+    /// Combines what two indexes said about one certificate (files and fetched lists):
+    /// revoked wins, then a fresh list, then a stale one.
+    pub fn merge(
+        a: (CrlStatus, Option<i64>),
+        b: (CrlStatus, Option<i64>),
+    ) -> (CrlStatus, Option<i64>) {
+        let status = match (a.0, b.0) {
+            (CrlStatus::Revoked, _) | (_, CrlStatus::Revoked) => return (CrlStatus::Revoked, None),
+            (CrlStatus::NotRevoked { stale: false }, _)
+            | (_, CrlStatus::NotRevoked { stale: false }) => CrlStatus::NotRevoked { stale: false },
+            (CrlStatus::NotRevoked { stale: true }, _)
+            | (_, CrlStatus::NotRevoked { stale: true }) => CrlStatus::NotRevoked { stale: true },
+            _ => CrlStatus::NoCrl,
+        };
+        let due = match (a.1, b.1) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
         (status, due)
     }
 

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod front;
 pub mod pki;
 pub mod world;

@@ -126,6 +126,7 @@ pub fn decide_with(snapshot: &Snapshot, p: &Presented<'_>, ctx: Ctx<'_>) -> Deci
             client_ip,
             origin: ctx.origin,
             now: ctx.now,
+            live: None,
         },
     )
 }
