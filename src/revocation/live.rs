@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, watch};
 
 use super::crl::{CrlEntry, CrlIndex};
-use super::http::HttpClient;
+use super::http::{FetchError, HttpClient};
 use super::ocsp::{self, OcspAnswer, OcspError, OcspTarget};
 use super::{LiveView, OcspLookup};
 use crate::config::schema::{CdpMode, CrlFetchConfig, CrlUrl};
@@ -43,8 +43,11 @@ const OCSP_REFRESH_AHEAD: f64 = 0.75;
 /// Shortest and longest wait before retrying a CRL source that failed.
 const CRL_RETRY_MIN: Duration = Duration::from_secs(1);
 const CRL_RETRY_MAX: Duration = Duration::from_secs(300);
-/// Most passes of fetch-and-decide for one request.
-const MAX_PASSES: usize = 3;
+/// Most passes of fetch-and-decide for one request: enough for a distribution point
+/// and three responders tried in turn (each pass waits only for what is new).
+const MAX_PASSES: usize = 4;
+/// Most retries of one OCSP query, whatever a role asks for.
+const OCSP_MAX_RETRIES: u32 = 10;
 /// Accept header of CRL downloads.
 const CRL_ACCEPT: &str =
     "application/pkix-crl, application/x-pkcs7-crl, application/octet-stream, */*";
@@ -159,6 +162,9 @@ struct Published {
     generation: u64,
     /// URLs whose first attempt has finished.
     tried: HashSet<String>,
+    /// `crl_fetch.max_distribution_points` is reached: new ones are not fetched, so
+    /// decisions do not wait for them (and may be cached).
+    distribution_points_full: bool,
 }
 
 /// The OCSP cache key: SHA-256 over the CertID, the responder and the role's responder
@@ -243,6 +249,7 @@ pub struct LiveRevocation {
     ocsp_cache: ArcSwap<moka::sync::Cache<OcspKey, Arc<OcspEntry>>>,
     ocsp_capacity: AtomicU64,
     ocsp_inflight: Mutex<HashMap<OcspKey, watch::Receiver<Option<OcspLookup>>>>,
+    dp_limit_warned: std::sync::atomic::AtomicBool,
     /// Counters for metrics.
     pub counters: RevocationCounters,
 }
@@ -278,6 +285,7 @@ impl LiveRevocation {
             ocsp_cache: ArcSwap::from_pointee(ocsp_cache(capacity)),
             ocsp_capacity: AtomicU64::new(capacity),
             ocsp_inflight: Mutex::new(HashMap::new()),
+            dp_limit_warned: std::sync::atomic::AtomicBool::new(false),
             counters: RevocationCounters::default(),
         });
         live.reconcile(false);
@@ -285,7 +293,9 @@ impl LiveRevocation {
     }
 
     /// Takes a new snapshot's settings: new `crl_urls` start, removed ones stop, and
-    /// every remaining source is refreshed now (a reload is how an operator asks).
+    /// the remaining `crl_urls` are refreshed now (a reload is how an operator asks).
+    /// Distribution points keep their schedule ([`LiveRevocation::refresh_all`], on
+    /// SIGHUP, refreshes them too), so a role edit does not cause a burst of downloads.
     pub fn apply(&self, snapshot: &Snapshot) {
         let config = LiveConfig::from_snapshot(snapshot);
         let capacity = snapshot.settings.global.ocsp.cache_size;
@@ -336,14 +346,6 @@ impl LiveRevocation {
                         );
                         sources.insert(crl_url.url.clone(), source);
                     }
-                }
-            }
-            if refresh {
-                for s in sources
-                    .values()
-                    .filter(|s| s.origin == SourceOrigin::DistributionPoint)
-                {
-                    s.wake.notify_one();
                 }
             }
         }
@@ -467,7 +469,15 @@ impl LiveRevocation {
         let _guard = lock(&self.publish_lock);
         let mut entries = Vec::new();
         let mut tried = HashSet::new();
-        for (url, source) in lock(&self.sources).iter() {
+        let config = self.config.load();
+        let sources = lock(&self.sources);
+        let distribution_points = sources
+            .values()
+            .filter(|s| s.origin == SourceOrigin::DistributionPoint)
+            .count();
+        let distribution_points_full = config.cdp == CdpMode::Fetch
+            && distribution_points >= config.fetch.max_distribution_points;
+        for (url, source) in sources.iter() {
             let state = lock(&source.state);
             if let Some(entry) = &state.entry {
                 entries.push(Arc::clone(entry));
@@ -476,8 +486,10 @@ impl LiveRevocation {
                 tried.insert(url.clone());
             }
         }
+        drop(sources);
         let current = self.published.load();
         let same = current.tried == tried
+            && current.distribution_points_full == distribution_points_full
             && current.index.entries().len() == entries.len()
             && current
                 .index
@@ -492,6 +504,7 @@ impl LiveRevocation {
             index: CrlIndex::from_entries(entries),
             generation: current.generation + 1,
             tried,
+            distribution_points_full,
         }));
     }
 
@@ -538,16 +551,22 @@ impl LiveRevocation {
     /// started and not waited for.
     pub async fn decide<R>(&self, decide: impl Fn(&dyn LiveView) -> R) -> R {
         let mut results: HashMap<OcspKey, OcspLookup> = HashMap::new();
+        // Distribution points already waited for: a list still missing after one bounded
+        // wait is decided without, not waited for again.
+        let mut waited: HashSet<String> = HashSet::new();
         let mut pass = 1;
         loop {
-            let (outcome, wants) = {
+            let (outcome, mut wants) = {
                 let view = View::new(self, &results);
                 let outcome = decide(&view);
                 (outcome, view.into_wants())
             };
-            for want in wants.refresh {
+            for want in wants.refresh.drain(..) {
                 self.ocsp_fetch(want, true);
             }
+            wants
+                .distribution_points
+                .retain(|url| waited.insert(url.clone()));
             if pass >= MAX_PASSES || (wants.distribution_points.is_empty() && wants.ocsp.is_empty())
             {
                 return outcome;
@@ -566,22 +585,24 @@ impl LiveRevocation {
         results: &mut HashMap<OcspKey, OcspLookup>,
     ) {
         let config = self.config.load_full();
-        let mut dp_waits = Vec::new();
-        for url in distribution_points {
-            if let Some(rx) = self.distribution_point(&url, &config) {
-                dp_waits.push(rx);
-            }
-        }
+        // Start everything first, so that the fetches overlap and each wait is measured
+        // from the same start.
         let start = tokio::time::Instant::now();
+        let dp_waits: Vec<watch::Receiver<u64>> = distribution_points
+            .iter()
+            .filter_map(|url| self.distribution_point(url, &config))
+            .collect();
+        let ocsp_waits: Vec<(OcspKey, watch::Receiver<Option<OcspLookup>>)> = ocsp
+            .into_iter()
+            .map(|want| (want.key, self.ocsp_fetch(want, false)))
+            .collect();
         let dp_deadline = start + config.fetch.first_fetch_wait.0;
         for mut rx in dp_waits {
             let _ = tokio::time::timeout_at(dp_deadline, rx.wait_for(|n| *n > 0)).await;
         }
         // One exchange's timeout plus a little for GET-then-POST and verification.
         let ocsp_deadline = start + config.ocsp_timeout + Duration::from_millis(250);
-        for want in ocsp {
-            let key = want.key;
-            let mut rx = self.ocsp_fetch(want, false);
+        for (key, mut rx) in ocsp_waits {
             let lookup =
                 match tokio::time::timeout_at(ocsp_deadline, rx.wait_for(Option::is_some)).await {
                     Ok(Ok(value)) => value.clone().unwrap_or(OcspLookup::Pending),
@@ -612,11 +633,15 @@ impl LiveRevocation {
             .filter(|s| s.origin == SourceOrigin::DistributionPoint)
             .count();
         if known >= config.fetch.max_distribution_points {
-            tracing::warn!(
-                url,
-                known,
-                "distribution point not fetched: crl_fetch.max_distribution_points reached"
-            );
+            if !self.dp_limit_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    url,
+                    known,
+                    "distribution points beyond crl_fetch.max_distribution_points are not fetched (logged once)"
+                );
+            }
+            drop(sources);
+            self.publish();
             return None;
         }
         let source = self.start_source(url, url, SourceOrigin::DistributionPoint);
@@ -660,7 +685,7 @@ impl LiveRevocation {
         self.runtime.spawn(async move {
             let Some(live) = this.upgrade() else { return };
             let key = want.key;
-            let (lookup, entry) = live.query_responder(&want).await;
+            let (lookup, entry) = live.query_responder(&want, &tx).await;
             let cache = live.ocsp_cache.load();
             // A failed refresh keeps a good answer that is still current.
             let keep = matches!(entry, OcspEntry::Failed { .. })
@@ -676,19 +701,27 @@ impl LiveRevocation {
     }
 
     /// Asks one responder, with retries: GET, then POST if GET gave nothing usable.
-    async fn query_responder(&self, want: &OcspWant) -> (OcspLookup, OcspEntry) {
+    /// Only what may pass is retried (no answer in time, connection failures, 5xx,
+    /// `tryLater`/`internalError`); after the first failed attempt the failure is
+    /// published to waiting requests, so they get the role's verdict at once while the
+    /// retries go on.
+    async fn query_responder(
+        &self,
+        want: &OcspWant,
+        waiters: &watch::Sender<Option<OcspLookup>>,
+    ) -> (OcspLookup, OcspEntry) {
         let config = self.config.load_full();
         let nonce = config.ocsp_nonce.then(ocsp::new_nonce);
         let nonce_ref = nonce.as_ref().map(|n| &n[..]);
         let request = ocsp::request_der(&want.target, nonce_ref);
         let get_url = ocsp::get_url(&want.responder, &request);
         let mut last = String::from("no attempt");
-        for attempt in 0..=want.max_retries {
+        for attempt in 0..=want.max_retries.min(OCSP_MAX_RETRIES) {
             if attempt > 0 {
                 let backoff = Duration::from_millis(100 << (attempt - 1).min(5));
                 tokio::time::sleep(backoff).await;
             }
-            let mut retryable = false;
+            let mut retry = false;
             for method in ["GET", "POST"] {
                 self.counters.ocsp_requests.fetch_add(1, Ordering::Relaxed);
                 let body = if method == "GET" {
@@ -717,7 +750,16 @@ impl LiveRevocation {
                     Ok(body) => body,
                     Err(e) => {
                         last = format!("{method}: {e}");
-                        retryable = true;
+                        match e {
+                            // Not answering: asking again by POST would only wait again.
+                            FetchError::Timeout(_) => {
+                                retry = true;
+                                break;
+                            }
+                            FetchError::Transport(_) => retry = true,
+                            FetchError::Status(code) if code >= 500 => retry = true,
+                            _ => {}
+                        }
                         continue;
                     }
                 };
@@ -740,17 +782,57 @@ impl LiveRevocation {
                     Err(e @ OcspError::BadSignature(_)) => {
                         return self.ocsp_failed(want, true, format!("{method}: {e}"), now);
                     }
-                    Err(e) => {
-                        retryable = matches!(e, OcspError::Unsuccessful(_));
-                        last = format!("{method}: {e}");
+                    Err(OcspError::Unsuccessful(status))
+                        if matches!(status.as_str(), "tryLater" | "internalError") =>
+                    {
+                        last = format!("{method}: responder answered {status}");
+                        retry = true;
+                        break;
                     }
+                    Err(e) => last = format!("{method}: {e}"),
                 }
             }
-            if !retryable {
+            if !retry {
                 break;
+            }
+            if attempt == 0 && attempt < want.max_retries.min(OCSP_MAX_RETRIES) {
+                let interim = OcspLookup::Failed {
+                    hard: false,
+                    detail: format!("{last} (retrying)"),
+                };
+                waiters.send_if_modified(|v| {
+                    let first = v.is_none();
+                    if first {
+                        *v = Some(interim.clone());
+                    }
+                    first
+                });
+                self.cache_failure(want.key, &interim, crate::clock::now());
             }
         }
         self.ocsp_failed(want, false, last, crate::clock::now())
+    }
+
+    /// Caches a failure briefly, unless a current good answer is held (a failed
+    /// refresh must not replace it).
+    fn cache_failure(&self, key: OcspKey, lookup: &OcspLookup, now: i64) {
+        let OcspLookup::Failed { hard, detail } = lookup else {
+            return;
+        };
+        let cache = self.ocsp_cache.load();
+        if matches!(cache.get(&key).as_deref(),
+            Some(OcspEntry::Answer { expires_at, .. }) if *expires_at > now)
+        {
+            return;
+        }
+        cache.insert(
+            key,
+            Arc::new(OcspEntry::Failed {
+                hard: *hard,
+                detail: detail.clone(),
+                expires_at: now + OCSP_FAILURE_TTL,
+            }),
+        );
     }
 
     fn ocsp_failed(
@@ -872,6 +954,18 @@ impl<'a> View<'a> {
     }
 }
 
+/// `ocsp_this_update_max_age`: an answer produced too long ago is no answer.
+fn too_old(answer: &OcspAnswer, role: &OcspRole, now: i64) -> Option<OcspLookup> {
+    let max_age = role.this_update_max_age.map(|d| d.0.as_secs() as i64)?;
+    (max_age > 0 && now - answer.this_update > max_age).then(|| OcspLookup::Failed {
+        hard: false,
+        detail: format!(
+            "the answer's thisUpdate ({}) is older than ocsp_this_update_max_age ({max_age}s)",
+            crate::clock::rfc3339(answer.this_update)
+        ),
+    })
+}
+
 /// The cache key of one OCSP question.
 fn ocsp_key(target: &OcspTarget, responder: &str, role: &OcspRole) -> OcspKey {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -897,7 +991,7 @@ impl LiveView for View<'_> {
     }
 
     fn distribution_point_known(&self, url: &str) -> bool {
-        if self.published.tried.contains(url) {
+        if self.published.tried.contains(url) || self.published.distribution_points_full {
             return true;
         }
         let mut wants = lock(&self.wants);
@@ -916,7 +1010,13 @@ impl LiveView for View<'_> {
     ) -> OcspLookup {
         let key = ocsp_key(target, responder, role);
         if let Some(found) = self.results.get(&key) {
-            return found.clone();
+            return match found {
+                OcspLookup::Answer(answer) => match too_old(answer, role, now) {
+                    Some(failed) => failed,
+                    None => found.clone(),
+                },
+                other => other.clone(),
+            };
         }
         let want = || OcspWant {
             key,
@@ -936,20 +1036,11 @@ impl LiveView for View<'_> {
                 let life = (*expires_at - *fetched_at).max(1) as f64;
                 let hot_and_aging = (now - *fetched_at) as f64 >= life * OCSP_REFRESH_AHEAD
                     && now - *fetched_at >= OCSP_FAILURE_TTL;
-                if let Some(max_age) = role.this_update_max_age.map(|d| d.0.as_secs() as i64)
-                    && max_age > 0
-                    && now - answer.this_update > max_age
-                {
+                if let Some(failed) = too_old(answer, role, now) {
                     if now - *fetched_at >= OCSP_FAILURE_TTL {
                         lock(&self.wants).refresh.push(want());
                     }
-                    return OcspLookup::Failed {
-                        hard: false,
-                        detail: format!(
-                            "the answer's thisUpdate ({}) is older than ocsp_this_update_max_age",
-                            crate::clock::rfc3339(answer.this_update)
-                        ),
-                    };
+                    return failed;
                 }
                 if hot_and_aging {
                     lock(&self.wants).refresh.push(want());
