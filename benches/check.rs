@@ -7,11 +7,28 @@
 //! - `grpc/*`: the same over real gRPC on loopback (tonic client → server): a no-op
 //!   Authorization server, certgate warm, certgate cold.
 //!
+//! - `ocsp/*`: the request path with live revocation (`ext_authz::check_live`) for a
+//!   role with `ocsp_enabled` asking a local `openssl ocsp` responder: `cached` (the
+//!   answer is in the OCSP cache) and `cold` (cache emptied before each check: a real
+//!   OCSP exchange on loopback), against `no_ocsp`, the same path for a role without
+//!   OCSP.
+//!
 //! Run: `cargo bench --bench check` (prints the ratios at the end).
 
 #[path = "../tests/common/pki.rs"]
 #[allow(dead_code)]
 mod pki;
+
+#[path = "../tests/common/http_server.rs"]
+mod http_server;
+
+#[path = "../tests/common/envoy.rs"]
+#[allow(dead_code)]
+mod envoy;
+
+#[path = "../tests/common/ocsp_responder.rs"]
+#[allow(dead_code)]
+mod ocsp_responder;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -20,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use certgate::grpc::ext_authz;
 use certgate::reload::Reloader;
+use certgate::revocation::LiveRevocation;
 use criterion::Criterion;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, OkHttpResponse,
@@ -238,12 +256,107 @@ fn main() {
         });
     }
     grpc.finish();
+
+    // Live revocation with OCSP, against a real responder on loopback.
+    let responder = ocsp_responder::OcspResponder::start(
+        &inter.cert_pem,
+        &inter.cert_pem,
+        &inter.key_pem,
+        &[(leaf.serial.clone(), ocsp_responder::EntryStatus::Good)],
+    );
+    let ocsp_dir = Dir::new();
+    let ocsp_config = world(&ocsp_dir, 10_000, &root, &inter);
+    ocsp_dir.write(
+        "roles/web.yaml",
+        format!(
+            "{}ocsp_enabled: true\nocsp_servers_override: [\"{}\"]\n",
+            std::fs::read_to_string(ocsp_dir.join("roles/web.yaml")).expect("role"),
+            responder.url()
+        ),
+    );
+    let ocsp_world = Reloader::new(Some(ocsp_config)).expect("config");
+    let os = ocsp_world.current();
+    let live = rt.block_on(async { LiveRevocation::new(&os) });
+    let live_plain = rt.block_on(async { LiveRevocation::new(&ws) });
+    let allowed = |resp: CheckResponse| {
+        assert_eq!(
+            resp.status.map(|s| s.code),
+            Some(0),
+            "bench request must be allowed"
+        );
+    };
+    allowed(rt.block_on(ext_authz::check_live(&live, &os, &request, now)));
+    let mut ocsp = c.benchmark_group("ocsp");
+    ocsp.bench_function("no_ocsp", |b| {
+        b.iter(|| {
+            rt.block_on(ext_authz::check_live(
+                &live_plain,
+                &ws,
+                black_box(&request),
+                now,
+            ))
+        })
+    });
+    ocsp.bench_function("cached", |b| {
+        b.iter(|| rt.block_on(ext_authz::check_live(&live, &os, black_box(&request), now)))
+    });
+    ocsp.bench_function("cold", |b| {
+        b.iter(|| {
+            live.invalidate_ocsp();
+            rt.block_on(ext_authz::check_live(&live, &os, black_box(&request), now))
+        })
+    });
+    ocsp.finish();
+    let asked = responder.requests();
     c.final_summary();
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary as a
     // smoke test, in a debug build, where the ratios would mean nothing.
     if std::env::args().any(|a| a == "--bench") {
         report_ratios(&request, &ws, &cs, now);
+        report_ocsp(&rt, &request, (&live_plain, &ws), (&live, &os), now);
+        println!("responder requests during the ocsp group: {asked}");
     }
+}
+
+/// Cold (responder asked) and cached OCSP checks against the same path without OCSP.
+fn report_ocsp(
+    rt: &tokio::runtime::Runtime,
+    request: &CheckRequest,
+    plain: (&LiveRevocation, &certgate::snapshot::Snapshot),
+    ocsp: (&LiveRevocation, &certgate::snapshot::Snapshot),
+    now: i64,
+) {
+    let time = |n: u32, f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed() / n
+    };
+    let base = time(5_000, &|| {
+        allowed_code(rt.block_on(ext_authz::check_live(plain.0, plain.1, request, now)));
+    });
+    let cached = time(5_000, &|| {
+        allowed_code(rt.block_on(ext_authz::check_live(ocsp.0, ocsp.1, request, now)));
+    });
+    let cold = time(300, &|| {
+        ocsp.0.invalidate_ocsp();
+        allowed_code(rt.block_on(ext_authz::check_live(ocsp.0, ocsp.1, request, now)));
+    });
+    println!(
+        "live check: no OCSP {base:?}, OCSP cached {cached:?} ({:.2}x), OCSP cold {cold:?} ({:.1}x); cold/cached = {:.0}x",
+        cached.as_secs_f64() / base.as_secs_f64(),
+        cold.as_secs_f64() / base.as_secs_f64(),
+        cold.as_secs_f64() / cached.as_secs_f64()
+    );
+}
+
+fn allowed_code(resp: CheckResponse) {
+    assert_eq!(
+        resp.status.map(|s| s.code),
+        Some(0),
+        "bench request must be allowed"
+    );
 }
 
 /// A plain timing loop after criterion, printing the ratios the closing notes quote.

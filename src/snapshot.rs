@@ -303,6 +303,11 @@ impl Snapshot {
                     "crl_urls: the name {:?} is used twice",
                     source.name
                 ))
+            } else if loaded.crls.iter().any(|f| f.name == source.name) {
+                Some(format!(
+                    "crl_urls: the name {:?} is already the name of a CRL file in crls_dir",
+                    source.name
+                ))
             } else {
                 None
             };

@@ -3,7 +3,8 @@
 //!
 //! - **CRL sources** each have one task: it fetches, verifies and publishes the list,
 //!   then sleeps until just before the list's nextUpdate (with jitter), or backs off
-//!   after a failure while the last good list stays in use. A reload wakes every task
+//!   after a failure while the last good list stays in use. A reload wakes the `crl_urls`
+//!   tasks and SIGHUP every task
 //!   (the operator's way to ask for a refresh now). Requests never fetch: a request that
 //!   meets a distribution point for the first time starts its source and waits a
 //!   bounded time for the first attempt, as does every concurrent request for it.
@@ -547,7 +548,7 @@ impl LiveRevocation {
 
     /// Decides with live sources: runs `decide` against what is in memory, fetches what
     /// it wanted (bounded waits; one fetch per URL or CertID however many requests want
-    /// it) and runs it again, up to three times. Background refreshes it asked for are
+    /// it) and runs it again, up to four passes in all. Background refreshes it asked for are
     /// started and not waited for.
     pub async fn decide<R>(&self, decide: impl Fn(&dyn LiveView) -> R) -> R {
         let mut results: HashMap<OcspKey, OcspLookup> = HashMap::new();
@@ -855,6 +856,12 @@ impl LiveRevocation {
                 expires_at: now + OCSP_FAILURE_TTL,
             },
         )
+    }
+
+    /// Forgets every cached OCSP answer (the next check of each certificate asks its
+    /// responder again).
+    pub fn invalidate_ocsp(&self) {
+        self.ocsp_cache.load().invalidate_all();
     }
 
     /// OCSP cache entries (approximate).
