@@ -508,3 +508,30 @@ fn revocation_is_reported_before_client_ip_expiry_and_origin() {
     };
     assert_deny!(decide_with(&snap, &p, ctx), Reason::RevokedCrl { .. });
 }
+
+#[test]
+fn crl_urls_must_be_named_http_urls_with_distinct_names() {
+    let root = Ca::root("URL Root");
+    let bad = |urls: &str| {
+        let w = World::with_global(&format!("crl_urls: {urls}\n"));
+        w.role("r", &[&root.cert_pem], "");
+        w.write("crls/files.pem", root.crl(&[], time::Duration::days(1)).pem);
+        let errors = w.load().err().expect("rejected");
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(bad(r#"[{name: a, url: "ldap://x/crl"}]"#).contains("not an http:// or https:// URL"));
+    assert!(
+        bad(r#"[{name: a, url: "http://x/1"}, {name: a, url: "http://x/2"}]"#)
+            .contains("used twice")
+    );
+    assert!(
+        bad(r#"[{name: files, url: "http://x/1"}]"#).contains("already the name of a CRL file")
+    );
+    let ok = World::with_global("crl_urls: [{name: a, url: \"https://crl.example.com/a.crl\"}]\n");
+    ok.role("r", &[&root.cert_pem], "");
+    assert!(ok.load().is_ok());
+}
