@@ -228,6 +228,9 @@ struct OcspWant {
     responder: Arc<str>,
     anchors: Vec<Arc<ParsedCert>>,
     max_retries: u32,
+    /// Answers cached at least this long ago are asked again rather than reused
+    /// (`ocsp_this_update_max_age` made them too old).
+    refetch_after: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -663,8 +666,16 @@ impl LiveRevocation {
             let now = crate::clock::now();
             let lookup = match entry.as_ref() {
                 OcspEntry::Answer {
-                    answer, expires_at, ..
-                } if now <= *expires_at => Some(OcspLookup::Answer(Arc::clone(answer))),
+                    answer,
+                    expires_at,
+                    fetched_at,
+                } if now <= *expires_at
+                    && want
+                        .refetch_after
+                        .is_none_or(|after| now - *fetched_at < after) =>
+                {
+                    Some(OcspLookup::Answer(Arc::clone(answer)))
+                }
                 OcspEntry::Failed {
                     hard,
                     detail,
@@ -723,6 +734,9 @@ impl LiveRevocation {
                 tokio::time::sleep(backoff).await;
             }
             let mut retry = false;
+            // What each method said, so a GET answer for the wrong certificate is not
+            // hidden by the POST that followed it.
+            let mut said: Vec<String> = Vec::new();
             for method in ["GET", "POST"] {
                 self.counters.ocsp_requests.fetch_add(1, Ordering::Relaxed);
                 let body = if method == "GET" {
@@ -750,7 +764,7 @@ impl LiveRevocation {
                 let body = match body {
                     Ok(body) => body,
                     Err(e) => {
-                        last = format!("{method}: {e}");
+                        said.push(format!("{method}: {e}"));
                         match e {
                             // Not answering: asking again by POST would only wait again.
                             FetchError::Timeout(_) => {
@@ -786,13 +800,14 @@ impl LiveRevocation {
                     Err(OcspError::Unsuccessful(status))
                         if matches!(status.as_str(), "tryLater" | "internalError") =>
                     {
-                        last = format!("{method}: responder answered {status}");
+                        said.push(format!("{method}: responder answered {status}"));
                         retry = true;
                         break;
                     }
-                    Err(e) => last = format!("{method}: {e}"),
+                    Err(e) => said.push(format!("{method}: {e}")),
                 }
             }
+            last = said.join("; ");
             if !retry {
                 break;
             }
@@ -1031,6 +1046,7 @@ impl LiveView for View<'_> {
             responder: Arc::from(responder),
             anchors: role.ca_certificates.clone(),
             max_retries: role.max_retries,
+            refetch_after: None,
         };
         let counters = &self.live.counters;
         match self.cache.get(&key).as_deref() {
@@ -1044,8 +1060,17 @@ impl LiveView for View<'_> {
                 let hot_and_aging = (now - *fetched_at) as f64 >= life * OCSP_REFRESH_AHEAD
                     && now - *fetched_at >= OCSP_FAILURE_TTL;
                 if let Some(failed) = too_old(answer, role, now) {
-                    if now - *fetched_at >= OCSP_FAILURE_TTL {
-                        lock(&self.wants).refresh.push(want());
+                    // Too old for this role: ask again, like a miss, unless it was
+                    // fetched moments ago (then the responder only has old answers,
+                    // and asking on every request would not change that).
+                    let max_age = role.this_update_max_age.map_or(0, |d| d.0.as_secs() as i64);
+                    let refetch_after = max_age.clamp(1, OCSP_FAILURE_TTL);
+                    if now - *fetched_at >= refetch_after {
+                        lock(&self.wants).ocsp.push(OcspWant {
+                            refetch_after: Some(refetch_after),
+                            ..want()
+                        });
+                        return OcspLookup::Pending;
                     }
                     return failed;
                 }
