@@ -40,8 +40,9 @@ pub struct CrlEntry {
     /// Unix seconds; `None` when the CRL names no next update.
     pub next_update: Option<i64>,
     /// Revoked serials without leading zeros.
-    serials: HashSet<Box<[u8]>>,
-    /// The DER, kept to verify the signature against an issuer first seen at request time.
+    serials: Serials,
+    /// The DER, kept to verify the signature against an issuer first seen at request
+    /// time; dropped once a configured CA's key verified it.
     der: Arc<[u8]>,
     /// Where tbs, algorithm and signature are inside `der`.
     parts: SignedParts,
@@ -73,9 +74,9 @@ impl CrlEntry {
         let issuer_name = der::sequence_contents(crl.issuer().as_raw())
             .ok_or("malformed CRL issuer name")?
             .to_vec();
-        let mut serials = HashSet::with_capacity(crl.tbs_cert_list.revoked_certificates.len());
+        let mut serials = Serials::with_capacity(crl.tbs_cert_list.revoked_certificates.len());
         for revoked in crl.iter_revoked_certificates() {
-            serials.insert(Box::from(normalize_serial(revoked.raw_serial())));
+            serials.insert(normalize_serial(revoked.raw_serial()));
         }
         Ok(CrlEntry {
             name: name.to_string(),
@@ -158,6 +159,11 @@ impl CrlEntry {
                 self.verified_by.get_or_insert_with(|| ca.subject.clone());
             }
         }
+        if self.verified_by.is_some() {
+            // Verified with a configured CA's key (remembered): no other key can have
+            // signed these bytes, so the DER (~35 MB for a million serials) can go.
+            self.der = Arc::from(Vec::new());
+        }
         if candidates > 0 && self.verified_by.is_none() {
             return Err(format!(
                 "CRL {:?} ({}): signature does not verify with the key of its issuer {}",
@@ -165,11 +171,6 @@ impl CrlEntry {
             ));
         }
         Ok(())
-    }
-
-    /// The DER as loaded.
-    pub fn der(&self) -> &[u8] {
-        &self.der
     }
 
     /// Whether `serial` (leading zeros ignored) is listed.
@@ -197,6 +198,80 @@ impl CrlEntry {
     /// Past its nextUpdate at `now`.
     pub fn is_stale(&self, now: i64) -> bool {
         self.next_update.is_some_and(|n| now > n)
+    }
+}
+
+/// A set of serials, compact for large lists: serials of up to 20 octets (all that
+/// RFC 5280 allows) are stored inline, 21 bytes each with no allocation, so a
+/// 1,000,000-entry list costs ~24 MB instead of ~50 MB; longer ones (non-conforming
+/// CAs) go to a separate set.
+#[derive(Debug, Default)]
+struct Serials {
+    short: HashSet<ShortSerial>,
+    long: HashSet<Box<[u8]>>,
+}
+
+/// Up to 20 serial octets and their count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ShortSerial {
+    len: u8,
+    bytes: [u8; 20],
+}
+
+impl ShortSerial {
+    fn new(serial: &[u8]) -> Option<ShortSerial> {
+        let mut bytes = [0u8; 20];
+        bytes.get_mut(..serial.len())?.copy_from_slice(serial);
+        Some(ShortSerial {
+            len: serial.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(20)]
+    }
+}
+
+impl Serials {
+    fn with_capacity(n: usize) -> Serials {
+        Serials {
+            short: HashSet::with_capacity(n),
+            long: HashSet::new(),
+        }
+    }
+
+    fn insert(&mut self, serial: &[u8]) {
+        match ShortSerial::new(serial) {
+            Some(short) => {
+                self.short.insert(short);
+            }
+            None => {
+                self.long.insert(Box::from(serial));
+            }
+        }
+    }
+
+    fn contains(&self, serial: &[u8]) -> bool {
+        match ShortSerial::new(serial) {
+            Some(short) => self.short.contains(&short),
+            None => self.long.contains(serial),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.short
+            .iter()
+            .map(ShortSerial::as_slice)
+            .chain(self.long.iter().map(|b| &b[..]))
     }
 }
 
