@@ -710,3 +710,115 @@ fn serve_with_a_bad_config_exits_2_with_the_errors() {
         server.log()
     );
 }
+
+#[test]
+fn check_fetches_crl_urls_as_the_server_would_and_shows_them() {
+    let server = common::http_server::HttpServer::start();
+    let pki = Pki::new();
+    pki.role("web", "allowed_organizational_units: eng,sales\n");
+    let crl = pki.issuing.crl(&[&pki.bob.serial], time::Duration::days(1));
+    server.set("/issuing.crl", 200, crl.der.clone());
+    pki.dir.write(
+        "certgate.yaml",
+        format!(
+            "roles_dir: roles\ncrls_dir: crls\nlog: {{ format: json, level: warn }}\ncrl_urls:\n  - {{ name: issuing, url: \"{}\" }}\n  - {{ name: gone, url: \"{}\" }}\n",
+            server.url("/issuing.crl"),
+            server.url("/gone.crl")
+        ),
+    );
+
+    let bob = check_json(&pki, &pki.bundle_file("bob", &pki.bob), &[]);
+    assert_eq!(bob.code, 1, "{bob}");
+    let report = bob.json();
+    assert_eq!(report["reason"], "revoked_crl", "{bob}");
+    let sources = report["crl_sources"].as_array().expect("crl_sources");
+    let issuing = sources
+        .iter()
+        .find(|s| s["name"] == "issuing")
+        .unwrap_or_else(|| panic!("{bob}"));
+    assert_eq!(issuing["origin"], "crl_urls");
+    assert_eq!(issuing["issuer"], "CN=CLI Test Issuing CA");
+    assert_eq!(issuing["entries"], 1);
+    assert_eq!(issuing["last_fetch"], "ok");
+    assert!(issuing["next_update"].is_string());
+    let gone = sources
+        .iter()
+        .find(|s| s["name"] == "gone")
+        .unwrap_or_else(|| panic!("{bob}"));
+    assert_eq!(gone["last_fetch"], "error: HTTP status 404", "{bob}");
+    assert_eq!(gone["entries"], 0);
+
+    let config = pki.config();
+    let alice_file = pki.bundle_file("alice", &pki.alice);
+    let alice = certgate(&["check", "--config", p(&config), "--cert", p(&alice_file)]);
+    assert_eq!(alice.code, 0, "{alice}");
+    assert!(alice.stdout.contains("fetched CRLs:"), "{alice}");
+    assert!(alice.stdout.contains("last fetch: ok"), "{alice}");
+    assert!(
+        alice.stdout.contains("last fetch: error: HTTP status 404"),
+        "{alice}"
+    );
+}
+
+#[test]
+fn the_admin_api_lists_fetched_crls_with_their_last_fetch() {
+    let server = common::http_server::HttpServer::start();
+    let pki = Pki::new();
+    pki.role("web", "allowed_organizational_units: eng\n");
+    let crl = pki.issuing.crl(&[&pki.bob.serial], time::Duration::days(1));
+    server.set("/issuing.crl", 200, crl.pem.clone().into_bytes());
+    pki.dir.write(
+        "certgate.yaml",
+        format!(
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\n\
+             audit: {{ sink: none }}\nlog: {{ format: json, level: info }}\n\
+             crl_urls: [{{ name: issuing, url: \"{}\" }}, {{ name: broken, url: \"{}\" }}]\n",
+            server.url("/issuing.crl"),
+            server.url("/broken.crl")
+        ),
+    );
+    server.set("/broken.crl", 200, b"not a CRL".to_vec());
+    let mut server_process = Server::start(&pki.config(), pki.dir.join("serve.log"));
+    let addr = server_process.grpc_addr();
+    let bob_serial = pki.bob.serial_hex();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let mut client = pb::admin_client::AdminClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        let crls = client
+            .list_crls(pb::ListCrlsRequest {})
+            .await
+            .expect("ListCrls")
+            .into_inner()
+            .crls;
+        let issuing = crls.iter().find(|c| c.name == "issuing").expect("issuing");
+        assert_eq!(issuing.origin, "crl_urls");
+        assert_eq!(issuing.source, server.url("/issuing.crl"));
+        assert_eq!(issuing.issuer, "CN=CLI Test Issuing CA");
+        assert_eq!(issuing.entries, 1);
+        assert!(issuing.has_list);
+        assert!(!issuing.this_update.is_empty() && !issuing.next_update.is_empty());
+        assert!(!issuing.last_success.is_empty() && issuing.last_error.is_empty());
+        assert!(!issuing.next_refresh.is_empty());
+        assert_eq!((issuing.fetches, issuing.failures), (1, 0));
+        let broken = crls.iter().find(|c| c.name == "broken").expect("broken");
+        assert!(!broken.has_list);
+        assert_eq!(broken.failures, 1);
+        assert!(
+            broken.last_error.contains("PEM") || broken.last_error.contains("DER"),
+            "{broken:?}"
+        );
+        let one = client
+            .get_crl(pb::GetCrlRequest {
+                name: "issuing".into(),
+            })
+            .await
+            .expect("GetCrl")
+            .into_inner();
+        assert_eq!(one.revoked_serials, [bob_serial]);
+    });
+}
