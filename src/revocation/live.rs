@@ -187,6 +187,30 @@ enum OcspEntry {
 }
 
 impl OcspEntry {
+    /// What a request learns from this entry.
+    fn lookup(&self) -> OcspLookup {
+        match self {
+            OcspEntry::Answer { answer, .. } => OcspLookup::Answer(Arc::clone(answer)),
+            OcspEntry::Failed { hard, detail, .. } => OcspLookup::Failed {
+                hard: *hard,
+                detail: detail.clone(),
+            },
+        }
+    }
+
+    /// A good answer still current at `now`: a failure must not replace it.
+    fn holds_answer(&self, now: i64) -> bool {
+        matches!(self, OcspEntry::Answer { expires_at, .. } if *expires_at > now)
+    }
+
+    fn failed(hard: bool, detail: String, now: i64) -> OcspEntry {
+        OcspEntry::Failed {
+            hard,
+            detail,
+            expires_at: now + OCSP_FAILURE_TTL,
+        }
+    }
+
     fn expires_at(&self) -> i64 {
         match self {
             OcspEntry::Answer { expires_at, .. } | OcspEntry::Failed { expires_at, .. } => {
@@ -664,30 +688,15 @@ impl LiveRevocation {
         }
         if !refresh && let Some(entry) = self.ocsp_cache.load().get(&want.key) {
             let now = crate::clock::now();
-            let lookup = match entry.as_ref() {
-                OcspEntry::Answer {
-                    answer,
-                    expires_at,
-                    fetched_at,
-                } if now <= *expires_at
-                    && want
+            let current = now <= entry.expires_at()
+                && match entry.as_ref() {
+                    OcspEntry::Answer { fetched_at, .. } => want
                         .refetch_after
-                        .is_none_or(|after| now - *fetched_at < after) =>
-                {
-                    Some(OcspLookup::Answer(Arc::clone(answer)))
-                }
-                OcspEntry::Failed {
-                    hard,
-                    detail,
-                    expires_at,
-                } if now <= *expires_at => Some(OcspLookup::Failed {
-                    hard: *hard,
-                    detail: detail.clone(),
-                }),
-                _ => None,
-            };
-            if let Some(lookup) = lookup {
-                return watch::channel(Some(lookup)).1;
+                        .is_none_or(|after| now - *fetched_at < after),
+                    OcspEntry::Failed { .. } => true,
+                };
+            if current {
+                return watch::channel(Some(entry.lookup())).1;
             }
         }
         let (tx, rx) = watch::channel(None);
@@ -697,15 +706,9 @@ impl LiveRevocation {
         self.runtime.spawn(async move {
             let Some(live) = this.upgrade() else { return };
             let key = want.key;
-            let (lookup, entry) = live.query_responder(&want, &tx).await;
-            let cache = live.ocsp_cache.load();
-            // A failed refresh keeps a good answer that is still current.
-            let keep = matches!(entry, OcspEntry::Failed { .. })
-                && matches!(cache.get(&key).as_deref(),
-                    Some(OcspEntry::Answer { expires_at, .. }) if *expires_at > crate::clock::now());
-            if !keep {
-                cache.insert(key, Arc::new(entry));
-            }
+            let entry = live.query_responder(&want, &tx).await;
+            let lookup = entry.lookup();
+            live.store_ocsp(key, entry);
             lock(&live.ocsp_inflight).remove(&key);
             let _ = tx.send(Some(lookup));
         });
@@ -721,7 +724,7 @@ impl LiveRevocation {
         &self,
         want: &OcspWant,
         waiters: &watch::Sender<Option<OcspLookup>>,
-    ) -> (OcspLookup, OcspEntry) {
+    ) -> OcspEntry {
         let config = self.config.load_full();
         let nonce = config.ocsp_nonce.then(ocsp::new_nonce);
         let nonce_ref = nonce.as_ref().map(|n| &n[..]);
@@ -784,15 +787,11 @@ impl LiveRevocation {
                         let expires_at = answer
                             .next_update
                             .map_or(now + OCSP_NO_NEXT_UPDATE_TTL, |n| n.min(now + OCSP_MAX_TTL));
-                        let answer = Arc::new(answer);
-                        return (
-                            OcspLookup::Answer(Arc::clone(&answer)),
-                            OcspEntry::Answer {
-                                answer,
-                                fetched_at: now,
-                                expires_at,
-                            },
-                        );
+                        return OcspEntry::Answer {
+                            answer: Arc::new(answer),
+                            fetched_at: now,
+                            expires_at,
+                        };
                     }
                     Err(e @ OcspError::BadSignature(_)) => {
                         return self.ocsp_failed(want, true, format!("{method}: {e}"), now);
@@ -812,65 +811,39 @@ impl LiveRevocation {
                 break;
             }
             if attempt == 0 && attempt < want.max_retries.min(OCSP_MAX_RETRIES) {
-                let interim = OcspLookup::Failed {
-                    hard: false,
-                    detail: format!("{last} (retrying)"),
-                };
+                let interim =
+                    OcspEntry::failed(false, format!("{last} (retrying)"), crate::clock::now());
                 waiters.send_if_modified(|v| {
                     let first = v.is_none();
                     if first {
-                        *v = Some(interim.clone());
+                        *v = Some(interim.lookup());
                     }
                     first
                 });
-                self.cache_failure(want.key, &interim, crate::clock::now());
+                self.store_ocsp(want.key, interim);
             }
         }
         self.ocsp_failed(want, false, last, crate::clock::now())
     }
 
-    /// Caches a failure briefly, unless a current good answer is held (a failed
-    /// refresh must not replace it).
-    fn cache_failure(&self, key: OcspKey, lookup: &OcspLookup, now: i64) {
-        let OcspLookup::Failed { hard, detail } = lookup else {
-            return;
-        };
+    /// Caches an answer, or a failure briefly unless a current good answer is held
+    /// (a failed refresh must not replace it).
+    fn store_ocsp(&self, key: OcspKey, entry: OcspEntry) {
         let cache = self.ocsp_cache.load();
-        if matches!(cache.get(&key).as_deref(),
-            Some(OcspEntry::Answer { expires_at, .. }) if *expires_at > now)
+        if matches!(entry, OcspEntry::Failed { .. })
+            && cache
+                .get(&key)
+                .is_some_and(|held| held.holds_answer(crate::clock::now()))
         {
             return;
         }
-        cache.insert(
-            key,
-            Arc::new(OcspEntry::Failed {
-                hard: *hard,
-                detail: detail.clone(),
-                expires_at: now + OCSP_FAILURE_TTL,
-            }),
-        );
+        cache.insert(key, Arc::new(entry));
     }
 
-    fn ocsp_failed(
-        &self,
-        want: &OcspWant,
-        hard: bool,
-        detail: String,
-        now: i64,
-    ) -> (OcspLookup, OcspEntry) {
+    fn ocsp_failed(&self, want: &OcspWant, hard: bool, detail: String, now: i64) -> OcspEntry {
         self.counters.ocsp_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(responder = %want.responder, serial = %hex::encode(&want.target.serial), %detail, "OCSP query failed");
-        (
-            OcspLookup::Failed {
-                hard,
-                detail: detail.clone(),
-            },
-            OcspEntry::Failed {
-                hard,
-                detail,
-                expires_at: now + OCSP_FAILURE_TTL,
-            },
-        )
+        OcspEntry::failed(hard, detail, now)
     }
 
     /// Forgets every cached OCSP answer (the next check of each certificate asks its
@@ -1079,16 +1052,9 @@ impl LiveView for View<'_> {
                 }
                 OcspLookup::Answer(Arc::clone(answer))
             }
-            Some(OcspEntry::Failed {
-                hard,
-                detail,
-                expires_at,
-            }) if now <= *expires_at => {
+            Some(failed @ OcspEntry::Failed { expires_at, .. }) if now <= *expires_at => {
                 counters.ocsp_cache_hits.fetch_add(1, Ordering::Relaxed);
-                OcspLookup::Failed {
-                    hard: *hard,
-                    detail: detail.clone(),
-                }
+                failed.lookup()
             }
             _ => {
                 counters.ocsp_cache_misses.fetch_add(1, Ordering::Relaxed);
