@@ -17,7 +17,7 @@ use rustls_pki_types::CertificateDer;
 use crate::pki::cert::ParsedCert;
 use crate::pki::pem::decode_certificates;
 use crate::revocation::CrlStatus;
-use crate::revocation::ocsp::OcspTarget;
+use crate::revocation::OcspQuestion;
 use crate::snapshot::CacheCounters;
 use crate::source::Presented;
 
@@ -60,9 +60,9 @@ pub struct RoleChain {
     pub leaf_crl: CrlStatus,
     /// The leaf's issuer (None for a pinned leaf whose issuer no role names).
     pub issuer_der: Option<Vec<u8>>,
-    /// For roles with `ocsp_enabled`: what to ask responders about, or why nothing can
-    /// be asked (no issuer known).
-    pub ocsp: Option<Result<Arc<OcspTarget>, String>>,
+    /// For roles with `ocsp_enabled`: what to ask which responders, or why nothing can
+    /// be asked (no issuer known, no responder).
+    pub ocsp: Option<Result<Arc<OcspQuestion>, String>>,
 }
 
 impl ClientCert {

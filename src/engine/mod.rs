@@ -21,7 +21,7 @@ use crate::pki::chain::{self, PathCert};
 use crate::pki::der::asn1_string;
 use crate::pki::pem::sha256;
 use crate::revocation::ocsp::{CertIdHash, CertStatus, OcspTarget};
-use crate::revocation::{CrlIndex, CrlStatus, LiveView, OcspLookup};
+use crate::revocation::{CrlIndex, CrlStatus, LiveView, OcspLookup, OcspQuestion};
 use crate::snapshot::{OcspRole, Role, Snapshot, UniqueIdentifier};
 use crate::source::Presented;
 use cache::RoleChain;
@@ -350,7 +350,7 @@ fn check_role(
         return Err(reason);
     }
     if role.ocsp.enabled {
-        ocsp(role, leaf, chain.as_deref(), request)?;
+        ocsp(role, chain.as_deref(), request)?;
     }
     if role.require_crl_distribution_points {
         let checked = chain
@@ -477,7 +477,7 @@ fn role_chain_inner(
                 not_before: leaf.not_before,
                 not_after: due.map_or(leaf.not_after, |d| d.min(leaf.not_after)),
                 leaf_crl,
-                ocsp: ocsp_target(snapshot, role, leaf, issuer_der.as_deref()),
+                ocsp: ocsp_question(snapshot, role, leaf, issuer_der.as_deref()),
                 issuer_der,
             }));
         }
@@ -517,18 +517,19 @@ fn role_chain_inner(
         not_before: verified.not_before,
         not_after: verified.not_after.min(crl_due.get()),
         leaf_crl: leaf_crl.get(),
-        ocsp: ocsp_target(snapshot, role, leaf, Some(&verified.issuer_der)),
+        ocsp: ocsp_question(snapshot, role, leaf, Some(&verified.issuer_der)),
         issuer_der: Some(verified.issuer_der),
     }))
 }
 
-/// The OCSP question for a role with `ocsp_enabled`, once per verified chain.
-fn ocsp_target(
+/// The OCSP question for a role with `ocsp_enabled`, once per verified chain: the
+/// leaf's CertID and its responders (the override list, else the leaf's AIA).
+fn ocsp_question(
     snapshot: &Snapshot,
     role: &Role,
     leaf: &ParsedCert,
     issuer_der: Option<&[u8]>,
-) -> Option<Result<Arc<OcspTarget>, String>> {
+) -> Option<Result<Arc<OcspQuestion>, String>> {
     if !role.ocsp.enabled {
         return None;
     }
@@ -536,23 +537,43 @@ fn ocsp_target(
         CertIdHashName::Sha1 => CertIdHash::Sha1,
         CertIdHashName::Sha256 => CertIdHash::Sha256,
     };
-    Some(match issuer_der {
-        None => {
-            Err("the pinned leaf's issuer is in no role, so no OCSP request can name it".into())
-        }
-        Some(issuer) => OcspTarget::new(leaf, issuer, hash).map(Arc::new),
-    })
+    let Some(issuer) = issuer_der else {
+        return Some(Err(
+            "the pinned leaf's issuer is in no role, so no OCSP request can name it".into(),
+        ));
+    };
+    let target = match OcspTarget::new(leaf, issuer, hash) {
+        Ok(target) => target,
+        Err(e) => return Some(Err(e)),
+    };
+    let settings = &role.ocsp;
+    let question = if settings.servers_override.is_empty() {
+        let aia = leaf
+            .ocsp_responders
+            .iter()
+            .map(String::as_str)
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+        OcspQuestion::new(target, aia, settings)
+    } else {
+        OcspQuestion::new(
+            target,
+            settings.servers_override.iter().map(String::as_str),
+            settings,
+        )
+    };
+    if question.responders.is_empty() {
+        return Some(Err(
+            "no responder: the certificate names no OCSP URL and ocsp_servers_override is empty"
+                .into(),
+        ));
+    }
+    Some(Ok(Arc::new(question)))
 }
 
-/// The OCSP step of a role: the leaf's status from its responders (the override list,
-/// else the leaf's AIA). Revoked always denies, and so does a response with a bad
+/// The OCSP step of a role: the leaf's status from the question's responders, in
+/// order. Revoked always denies, and so does a response with a bad
 /// signature; anything short of a good answer denies unless the role fails open.
-fn ocsp(
-    role: &Role,
-    leaf: &ParsedCert,
-    chain: Option<&RoleChain>,
-    request: &AuthRequest<'_>,
-) -> Result<(), Reason> {
+fn ocsp(role: &Role, chain: Option<&RoleChain>, request: &AuthRequest<'_>) -> Result<(), Reason> {
     let settings: &OcspRole = &role.ocsp;
     let unavailable = |detail: String| {
         if settings.fail_open {
@@ -561,37 +582,19 @@ fn ocsp(
             Err(Reason::OcspUnavailable { detail })
         }
     };
-    let target = match chain.and_then(|c| c.ocsp.as_ref()) {
-        Some(Ok(target)) => target,
+    let question = match chain.and_then(|c| c.ocsp.as_ref()) {
+        Some(Ok(question)) => question,
         Some(Err(why)) => return unavailable(why.clone()),
         None => return unavailable("no verified chain to take the issuer from".into()),
     };
-    let responders: Vec<&str> = if settings.servers_override.is_empty() {
-        leaf.ocsp_responders
-            .iter()
-            .map(String::as_str)
-            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-            .collect()
-    } else {
-        settings
-            .servers_override
-            .iter()
-            .map(String::as_str)
-            .collect()
-    };
-    if responders.is_empty() {
-        return unavailable(
-            "no responder: the certificate names no OCSP URL and ocsp_servers_override is empty"
-                .into(),
-        );
-    }
     let Some(live) = request.live else {
         return unavailable("no OCSP client in this context".into());
     };
-    let serial = || hex::encode(&target.serial);
+    let serial = || hex::encode(&question.target.serial);
     let mut problems: Vec<String> = Vec::new();
-    for responder in &responders {
-        match live.ocsp(target, responder, settings, request.now) {
+    for ask in &question.responders {
+        let responder = &ask.url;
+        match live.ocsp(question, ask, settings, request.now) {
             OcspLookup::Answer(answer) => match answer.status {
                 CertStatus::Revoked { .. } => {
                     return Err(Reason::RevokedOcsp { serial: serial() });

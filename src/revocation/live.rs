@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use super::crl::{CrlEntry, CrlIndex};
 use super::http::{FetchError, HttpClient};
 use super::ocsp::{self, OcspAnswer, OcspError, OcspTarget};
-use super::{LiveView, OcspLookup};
+use super::{LiveView, OcspKey, OcspLookup, OcspQuestion, OcspResponder};
 use crate::config::schema::{CdpMode, CrlFetchConfig, CrlUrl};
 use crate::pki::cert::ParsedCert;
 use crate::snapshot::{OcspRole, Snapshot};
@@ -167,10 +167,6 @@ struct Published {
     /// decisions do not wait for them (and may be cached).
     distribution_points_full: bool,
 }
-
-/// The OCSP cache key: SHA-256 over the CertID, the responder and the role's responder
-/// anchors (a verdict checked under one role's anchors is not another's).
-type OcspKey = [u8; 32];
 
 #[derive(Debug)]
 enum OcspEntry {
@@ -961,21 +957,6 @@ fn too_old(answer: &OcspAnswer, role: &OcspRole, now: i64) -> Option<OcspLookup>
     })
 }
 
-/// The cache key of one OCSP question.
-fn ocsp_key(target: &OcspTarget, responder: &str, role: &OcspRole) -> OcspKey {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&(target.cert_id_der.len() as u64).to_be_bytes());
-    ctx.update(&target.cert_id_der);
-    ctx.update(&(responder.len() as u64).to_be_bytes());
-    ctx.update(responder.as_bytes());
-    for anchor in &role.ca_certificates {
-        ctx.update(&anchor.fingerprint);
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(ctx.finish().as_ref());
-    key
-}
-
 impl LiveView for View<'_> {
     fn fetched_crls(&self) -> &CrlIndex {
         &self.published.index
@@ -998,12 +979,12 @@ impl LiveView for View<'_> {
 
     fn ocsp(
         &self,
-        target: &Arc<OcspTarget>,
-        responder: &str,
+        question: &OcspQuestion,
+        responder: &OcspResponder,
         role: &OcspRole,
         now: i64,
     ) -> OcspLookup {
-        let key = ocsp_key(target, responder, role);
+        let key = responder.key;
         if let Some(found) = self.results.get(&key) {
             return match found {
                 OcspLookup::Answer(answer) => match too_old(answer, role, now) {
@@ -1015,8 +996,8 @@ impl LiveView for View<'_> {
         }
         let want = || OcspWant {
             key,
-            target: Arc::clone(target),
-            responder: Arc::from(responder),
+            target: Arc::clone(&question.target),
+            responder: Arc::clone(&responder.url),
             anchors: role.ca_certificates.clone(),
             max_retries: role.max_retries,
             refetch_after: None,

@@ -44,14 +44,71 @@ pub trait LiveView: std::fmt::Debug {
     /// Whether fetching the CRL at distribution point `url` has been tried (it may have
     /// failed). `false` records that this decision wants it.
     fn distribution_point_known(&self, url: &str) -> bool;
-    /// What is known of `target` at `responder` under the role's OCSP settings.
+    /// What is known of `question`'s certificate at `responder` (one of the
+    /// question's) under the role's OCSP settings.
     fn ocsp(
         &self,
-        target: &Arc<OcspTarget>,
-        responder: &str,
+        question: &OcspQuestion,
+        responder: &OcspResponder,
         role: &OcspRole,
         now: i64,
     ) -> OcspLookup;
+}
+
+/// The OCSP cache key: SHA-256 over the CertID, the responder and the role's responder
+/// anchors (a verdict checked under one role's anchors is not another's).
+pub type OcspKey = [u8; 32];
+
+/// What a role with `ocsp_enabled` asks about one leaf: its CertID and the responders
+/// with their cache keys. Built once per verified chain and cached with it, so a
+/// request only looks answers up.
+#[derive(Debug)]
+pub struct OcspQuestion {
+    pub target: Arc<OcspTarget>,
+    /// In the order they are asked.
+    pub responders: Vec<OcspResponder>,
+}
+
+/// One responder of an [`OcspQuestion`].
+#[derive(Debug)]
+pub struct OcspResponder {
+    pub url: Arc<str>,
+    pub key: OcspKey,
+}
+
+impl OcspQuestion {
+    /// The question for `target` to `urls` under `role`'s responder anchors.
+    pub fn new<'u>(
+        target: OcspTarget,
+        urls: impl IntoIterator<Item = &'u str>,
+        role: &OcspRole,
+    ) -> OcspQuestion {
+        let responders = urls
+            .into_iter()
+            .map(|url| OcspResponder {
+                key: ocsp_key(&target, url, role),
+                url: Arc::from(url),
+            })
+            .collect();
+        OcspQuestion {
+            target: Arc::new(target),
+            responders,
+        }
+    }
+}
+
+fn ocsp_key(target: &OcspTarget, responder: &str, role: &OcspRole) -> OcspKey {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&(target.cert_id_der.len() as u64).to_be_bytes());
+    ctx.update(&target.cert_id_der);
+    ctx.update(&(responder.len() as u64).to_be_bytes());
+    ctx.update(responder.as_bytes());
+    for anchor in &role.ca_certificates {
+        ctx.update(&anchor.fingerprint);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
 }
 
 /// One responder's state for one certificate.
