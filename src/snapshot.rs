@@ -37,6 +37,8 @@ pub struct Snapshot {
     /// Every CA certificate of every role: intermediates for path building (Envoy sends
     /// only the leaf, so a role's bundle is where intermediates usually come from).
     pub intermediates: Vec<CertificateDer<'static>>,
+    /// The same CA certificates, parsed: CRL and OCSP issuers are looked up here.
+    pub cas: Vec<Arc<ParsedCert>>,
     /// CRLs by issuer.
     pub crls: CrlIndex,
     /// Compiled global settings.
@@ -315,27 +317,26 @@ impl Snapshot {
                 errors.push(loaded.field_error("crl_urls", message));
             }
         }
-        resolve_issuers(&mut compiled);
-        let mut roles: Vec<Arc<Role>> = compiled.into_iter().map(Arc::new).collect();
-        roles.sort_by(|a, b| {
+        compiled.sort_by(|a, b| {
             b.is_pinned()
                 .cmp(&a.is_pinned())
                 .then_with(|| a.name.cmp(&b.name))
         });
-
-        let mut intermediates = Vec::new();
-        let mut known_cas: Vec<&ParsedCert> = Vec::new();
-        for role in &roles {
-            for cert in role.certificates.iter().filter(|c| c.is_ca) {
-                if !intermediates
-                    .iter()
-                    .any(|d: &CertificateDer<'_>| d == &cert.der)
-                {
-                    intermediates.push(cert.der.clone());
-                }
-                known_cas.push(cert);
+        // Every CA certificate of every role, once, in role order.
+        let mut cas: Vec<Arc<ParsedCert>> = Vec::new();
+        for cert in compiled
+            .iter()
+            .flat_map(|r| r.certificates.iter().filter(|c| c.is_ca))
+        {
+            if !cas.iter().any(|c| c.der == cert.der) {
+                cas.push(Arc::clone(cert));
             }
         }
+        resolve_issuers(&mut compiled, &cas);
+        let roles: Vec<Arc<Role>> = compiled.into_iter().map(Arc::new).collect();
+        let intermediates: Vec<CertificateDer<'static>> =
+            cas.iter().map(|c| c.der.clone()).collect();
+        let known_cas: Vec<&ParsedCert> = cas.iter().map(|c| c.as_ref()).collect();
 
         let mut crl_entries = Vec::new();
         for file in &loaded.crls {
@@ -389,6 +390,7 @@ impl Snapshot {
             roles,
             role_index,
             intermediates,
+            cas,
             crls,
             settings,
             cache,
@@ -411,11 +413,7 @@ impl Snapshot {
 /// Finds, among every configured CA, the issuer of each anchor and pinned leaf, so the
 /// issuer's CRL applies to them (the path ends at an anchor, whose issuer webpki never
 /// sees). Runs once per reload, after every role is compiled.
-fn resolve_issuers(roles: &mut [Role]) {
-    let cas: Vec<Arc<ParsedCert>> = roles
-        .iter()
-        .flat_map(|r| r.certificates.iter().filter(|c| c.is_ca).cloned())
-        .collect();
+fn resolve_issuers(roles: &mut [Role], cas: &[Arc<ParsedCert>]) {
     let issuer_ca = |der: &[u8], issuer_name: &[u8]| -> Option<Arc<ParsedCert>> {
         cas.iter()
             .filter(|ca| ca.subject_name == issuer_name && ca.der.as_ref() != der)

@@ -86,11 +86,7 @@ impl LiveConfig {
             fetch: g.crl_fetch.clone(),
             ocsp_timeout: g.ocsp.timeout.0,
             ocsp_nonce: g.ocsp.nonce,
-            known_cas: snapshot
-                .roles
-                .iter()
-                .flat_map(|r| r.certificates.iter().filter(|c| c.is_ca).cloned())
-                .collect(),
+            known_cas: snapshot.cas.clone(),
         }
     }
 }
