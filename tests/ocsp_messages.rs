@@ -18,6 +18,7 @@ use certgate::revocation::ocsp::{
     CertIdHash, CertStatus, MAX_CLOCK_SKEW_SECS, OcspAnswer, OcspError, OcspTarget, check_response,
     get_url, new_nonce, request_der,
 };
+use common::ocsp_responder::{index_serial, utc_time};
 use common::pki::*;
 use der::{Decode, Encode};
 use rcgen::SigningKey;
@@ -42,19 +43,6 @@ fn target(leaf: &Leaf, issuer: &Ca, hash: CertIdHash) -> OcspTarget {
     OcspTarget::new(&parsed(&leaf.cert_der), &issuer.cert_der, hash).expect("OCSP target")
 }
 
-/// openssl's index time format: YYMMDDHHMMSSZ.
-fn index_time(t: OffsetDateTime) -> String {
-    format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year() % 100,
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// One line of openssl's `index.txt`.
 enum Entry<'a> {
     Valid(&'a Leaf),
@@ -71,13 +59,12 @@ fn index_txt(entries: &[Entry<'_>]) -> String {
                 "R",
                 leaf,
                 match reason {
-                    Some(r) => format!("{},{r}", index_time(*at)),
-                    None => index_time(*at),
+                    Some(r) => format!("{},{r}", utc_time(*at)),
+                    None => utc_time(*at),
                 },
             ),
         };
-        // BN_bn2hex form: upper case, whole bytes, no leading zero byte.
-        let serial = leaf.serial_hex().to_uppercase();
+        let serial = index_serial(&leaf.serial);
         out.push_str(&format!(
             "{flag}\t491231235959Z\t{revoked}\t{serial}\tunknown\t/CN=x\n"
         ));

@@ -12,101 +12,28 @@
 
 mod common;
 
-use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use certgate::engine::{AuthRequest, Decision, Reason};
+use certgate::engine::Reason;
 use certgate::pki::cert::ParsedCert;
-use certgate::revocation::LiveRevocation;
 use certgate::revocation::ocsp::{CertIdHash, OcspTarget, get_url, request_der};
-use certgate::snapshot::Snapshot;
 use common::http_server::HttpServer;
+use common::live::*;
 use common::ocsp_responder::{EntryStatus, OcspResponder, index_serial, unreachable_url};
 use common::pki::*;
 use common::world::*;
 
 // === helpers ===
 
-/// How long a test waits for something that should happen within a few seconds.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A snapshot and the live revocation started for it.
-struct Live {
-    snapshot: Arc<Snapshot>,
-    live: Arc<LiveRevocation>,
-    /// Keeps the config directory for the test's duration.
-    _world: World,
-}
-
-impl Live {
-    /// Compiles `world` and starts live revocation for it (within the test's runtime).
-    fn start(world: World) -> Live {
-        let snapshot = Arc::new(world.snapshot());
-        let live = LiveRevocation::new(&snapshot);
-        Live {
-            snapshot,
-            live,
-            _world: world,
-        }
-    }
-
-    /// Decides `leaf` (presented alone) against `role`, now.
-    async fn decide(&self, leaf: &Leaf, role: &str) -> Decision {
-        decide_live(&self.live, &self.snapshot, leaf, role).await
-    }
-
-    /// The decision's code for `leaf` against `role`.
-    async fn code(&self, leaf: &Leaf, role: &str) -> &'static str {
-        code(&self.decide(leaf, role).await)
-    }
-}
-
-/// What the ext_authz service does for one request.
-async fn decide_live(
-    live: &LiveRevocation,
-    snapshot: &Snapshot,
-    leaf: &Leaf,
-    role: &str,
-) -> Decision {
-    let presented = presented(&leaf.cert_pem, &[]);
-    live.decide(|view| {
-        certgate::engine::decide(
-            snapshot,
-            &AuthRequest {
-                presented: &presented,
-                roles: Some(role),
-                client_ip: None,
-                origin: None,
-                now: unix_now(),
-                live: Some(view),
-            },
-        )
-    })
-    .await
-}
-
-/// `"allow"`, or the deny reason's code.
-fn code(decision: &Decision) -> &'static str {
-    decision.reason().map_or("allow", |r| r.code())
-}
-
-/// One line: `allow by ROLE`, or the deny reason with its detail.
-fn describe(decision: &Decision) -> String {
-    match decision {
-        Decision::Allow(grant) => format!("allow by {}", grant.role.name),
-        Decision::Deny(denial) => format!("deny {}", denial.reason),
-    }
-}
-
 /// Asserts the codes of `(leaf, role, expected)` triples, each decided in turn, and
 /// reports every mismatch at once.
 async fn expect_codes(live: &Live, cases: &[(&Leaf, &str, &str)]) {
     let mut wrong = Vec::new();
     for (i, (leaf, role, expected)) in cases.iter().enumerate() {
-        let decision = live.decide(leaf, role).await;
+        let decision = live.decide(leaf, *role).await;
         if code(&decision) != *expected {
             wrong.push(format!(
                 "case {i} (role {role}): expected {expected}, got {}",
@@ -115,22 +42,6 @@ async fn expect_codes(live: &Live, cases: &[(&Leaf, &str, &str)]) {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-}
-
-/// Polls `check` every 100 ms until it holds; panics after `PATIENCE` with `what`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A role's OCSP lines: enabled, asking `servers` (none: the leaf's AIA), then `extra`.
@@ -740,7 +651,9 @@ async fn hundred_decisions_one_request(global: &str, name: &str) {
             Arc::clone(&live.snapshot),
             pki.good.clone(),
         );
-        tasks.spawn(async move { code(&decide_live(&live, &snapshot, &leaf, "closed").await) });
+        tasks.spawn(
+            async move { code(&decide_live(&live, &snapshot, &leaf, Some("closed")).await) },
+        );
     }
     let mut codes = Vec::new();
     while let Some(joined) = tasks.join_next().await {

@@ -5,6 +5,7 @@
 pub mod envoy;
 pub mod front;
 pub mod http_server;
+pub mod live;
 pub mod ocsp_responder;
 pub mod pki;
 pub mod world;

@@ -472,8 +472,8 @@ fn index_text(entries: &[(Vec<u8>, EntryStatus)]) -> String {
     text
 }
 
-/// `YYMMDDHHMMSSZ`.
-fn utc_time(t: time::OffsetDateTime) -> String {
+/// openssl's index time format: `YYMMDDHHMMSSZ`.
+pub fn utc_time(t: time::OffsetDateTime) -> String {
     format!(
         "{:02}{:02}{:02}{:02}{:02}{:02}Z",
         t.year() % 100,
