@@ -232,7 +232,17 @@ fn main() {
         for r in [Arc::clone(&warm), Arc::clone(&cold)] {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addrs.push(l.local_addr().unwrap());
-            tokio::spawn(certgate::grpc::serve_on(r, l, std::future::pending()));
+            let listeners = certgate::grpc::Listeners {
+                grpc: l,
+                admin: None,
+            };
+            let audit = Arc::new(certgate::audit::AuditLog::disabled());
+            tokio::spawn(certgate::grpc::serve_on(
+                r,
+                listeners,
+                audit,
+                std::future::pending(),
+            ));
         }
         (noop_addr, addrs[0], addrs[1])
     });

@@ -149,7 +149,7 @@ fn world() -> World {
     // at debug, so `info` writes nothing per request.
     let certgate_config = dir.write(
         "cg/certgate.yaml",
-        "listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\nxfcc: { envoy_sets: true }\n\
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\nxfcc: { envoy_sets: true }\n\
          log: { level: info }\naudit: { sink: none }\n",
     );
     World {

@@ -17,6 +17,7 @@ use std::io::{IsTerminal as _, Read as _};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -172,6 +173,23 @@ fn serve(args: ServeArgs) -> u8 {
     for warning in &snapshot.warnings {
         tracing::warn!(warning = %warning, "configuration warning");
     }
+    let audit_sink = crate::audit::AuditSink::from_config(
+        &snapshot.settings.global.audit.sink,
+        snapshot
+            .sources
+            .config_path
+            .as_deref()
+            .and_then(Path::parent),
+    );
+    let audit =
+        match crate::audit::AuditLog::start(audit_sink.clone(), &snapshot.settings.global.audit) {
+            Ok(audit) => Arc::new(audit),
+            Err(e) => {
+                tracing::error!(sink = ?audit_sink, error = %e, "cannot open the audit log");
+                return EXIT_ERROR;
+            }
+        };
+    tracing::info!(sink = ?audit_sink, "audit log");
     drop(snapshot);
 
     // Dropped (stopped and joined) when this function returns.
@@ -190,7 +208,7 @@ fn serve(args: ServeArgs) -> u8 {
     let result = runtime.block_on(async move {
         // Registered before serving, so a SIGTERM during startup is not lost.
         let shutdown = shutdown_signal()?;
-        crate::grpc::serve(reloader, shutdown).await
+        crate::grpc::serve(reloader, audit, shutdown).await
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
     match result {

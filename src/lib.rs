@@ -26,12 +26,15 @@
 //! - [`cli`]: `serve`, `check` and `validate`; `src/main.rs` only calls it.
 #![forbid(unsafe_code)]
 
+pub mod admin_http;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod explain;
 pub mod grpc;
+pub mod metrics;
 pub mod pki;
 pub mod reload;
 pub mod revocation;

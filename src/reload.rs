@@ -24,7 +24,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode};
 
 use crate::config::{ConfigError, LoadedConfig, load_with_fingerprint};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CacheCounters, Snapshot};
 
 /// Quiet period after the last file event before re-reading: editors and the kubelet
 /// write several files and renames per change; one reload should see all of them.
@@ -134,6 +134,8 @@ pub struct Reloader {
     /// Absolute, so a later `chdir` cannot change what is read.
     config_path: Option<PathBuf>,
     current: ArcSwap<Snapshot>,
+    /// Shared by every snapshot's chain cache, so metrics count across reloads.
+    cache_counters: Arc<CacheCounters>,
     reload: Mutex<ReloadState>,
     stats: Mutex<ReloadStats>,
     targets: Mutex<WatchTargets>,
@@ -147,6 +149,15 @@ type SwapListener = Box<dyn Fn(&Snapshot) + Send + Sync>;
 /// always left consistent, and a reload must keep working.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("config_path", &self.config_path)
+            .field("generation", &self.current.load().generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reloader {
@@ -170,8 +181,10 @@ impl Reloader {
         let roles = loaded.roles.len();
         let snapshot = Snapshot::compile(loaded, 1)?;
         tracing::info!(generation = 1, roles, "configuration loaded");
+        let cache_counters = Arc::clone(&snapshot.cache.counters);
         Ok(Arc::new(Reloader {
             config_path,
+            cache_counters,
             current: ArcSwap::from_pointee(snapshot),
             reload: Mutex::new(ReloadState { last_failure: None }),
             stats: Mutex::new(ReloadStats {
@@ -235,7 +248,8 @@ impl Reloader {
         let roles = loaded.roles.len();
         let generation = current.generation.saturating_add(1);
         match Snapshot::compile(loaded, generation) {
-            Ok(snapshot) => {
+            Ok(mut snapshot) => {
+                snapshot.cache.counters = Arc::clone(&self.cache_counters);
                 let snapshot = Arc::new(snapshot);
                 self.current.store(Arc::clone(&snapshot));
                 for listener in lock(&self.listeners).iter() {
@@ -289,6 +303,12 @@ impl Reloader {
         }
         state.last_failure = Some((fingerprint, errors.clone()));
         ReloadOutcome::Rejected(errors)
+    }
+
+    /// Verified-chain cache hits and misses over every snapshot this reloader served
+    /// (each snapshot's cache dies with it; the counters carry over).
+    pub fn cache_counters(&self) -> &Arc<CacheCounters> {
+        &self.cache_counters
     }
 
     /// A copy of the counters.

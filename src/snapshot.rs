@@ -488,6 +488,18 @@ fn compile_settings(g: &GlobalConfig) -> Result<Settings, Vec<(&'static str, Str
             errors.push((field, format!("{addr:?} is not an address:port")));
         }
     }
+    if g.audit.sink.trim().is_empty() {
+        errors.push(("sink", "audit sink is empty (stdout, none or a file path)".into()));
+    }
+    if g.audit.queue == 0 {
+        errors.push(("queue", "audit queue must hold at least 1 record".into()));
+    }
+    if g.audit.max_size < 4096 {
+        errors.push((
+            "max_size",
+            format!("audit max_size {} is below 4096 bytes", g.audit.max_size),
+        ));
+    }
     match (source, errors.is_empty()) {
         (Some(source), true) => Ok(Settings {
             global: g.clone(),

@@ -257,23 +257,33 @@ impl Default for ReloadConfig {
 }
 
 /// Audit records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// `stdout`, `none`, or a file path.
+    /// `stdout`, `none`, or a file path (relative to the config file's directory).
     pub sink: String,
+    /// A file sink is rotated when the next record would take it past this many bytes.
+    pub max_size: u64,
+    /// Rotated files kept (`<path>.1` newest … `<path>.N`); 0 keeps none (truncate).
+    pub max_files: u32,
+    /// Records waiting for the writer at most; a record beyond it is dropped and
+    /// counted, so a slow disk never delays a decision.
+    pub queue: usize,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             sink: "stdout".into(),
+            max_size: 100 * 1024 * 1024,
+            max_files: 5,
+            queue: 10_000,
         }
     }
 }
 
 /// Service logs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `json` or `pretty`.

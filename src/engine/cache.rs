@@ -140,8 +140,9 @@ impl ClientCert {
 pub struct ChainCache {
     inner: Option<moka::sync::Cache<Box<str>, Arc<ClientCert>>>,
     roles: usize,
-    /// Hits and misses, for metrics.
-    pub counters: CacheCounters,
+    /// Hits and misses, for metrics; the reloader hands each new snapshot's cache the
+    /// same counters.
+    pub counters: Arc<CacheCounters>,
 }
 
 impl std::fmt::Debug for ChainCache {
@@ -168,7 +169,7 @@ impl ChainCache {
         ChainCache {
             inner,
             roles,
-            counters: CacheCounters::default(),
+            counters: Arc::default(),
         }
     }
 

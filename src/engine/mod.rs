@@ -73,6 +73,9 @@ pub struct Grant {
 pub struct Denial {
     /// The reason reported: the only role's, or the one of the role that got furthest.
     pub reason: Reason,
+    /// The role `reason` is from; `None` when no role was evaluated (no certificate,
+    /// unknown role, no roles).
+    pub role: Option<Arc<str>>,
     /// Each role tried, with its reason.
     pub verdicts: Vec<RoleVerdict>,
     /// The caller's certificate, when it could be parsed.
@@ -143,7 +146,7 @@ impl Decision {
 /// Decides a request: roles are tried in order and the first that passes wins.
 pub fn decide(snapshot: &Snapshot, request: &AuthRequest<'_>) -> Decision {
     match evaluate(snapshot, request, false) {
-        Err(reason) => denial(reason, Vec::new(), None),
+        Err(reason) => denial((reason, None), Vec::new(), None),
         Ok(Evaluated::Granted(grant, _)) => Decision::Allow(grant),
         Ok(Evaluated::Refused(verdicts, client)) => {
             denial(furthest(&verdicts), verdicts, Some(client))
@@ -155,7 +158,7 @@ pub fn decide(snapshot: &Snapshot, request: &AuthRequest<'_>) -> Decision {
 /// `Explain` API) and returns every verdict.
 pub fn explain(snapshot: &Snapshot, request: &AuthRequest<'_>) -> (Decision, Vec<RoleVerdict>) {
     match evaluate(snapshot, request, true) {
-        Err(reason) => (denial(reason, Vec::new(), None), Vec::new()),
+        Err(reason) => (denial((reason, None), Vec::new(), None), Vec::new()),
         Ok(Evaluated::Granted(grant, verdicts)) => (Decision::Allow(grant), verdicts),
         Ok(Evaluated::Refused(verdicts, client)) => (
             denial(furthest(&verdicts), verdicts.clone(), Some(client)),
@@ -164,25 +167,32 @@ pub fn explain(snapshot: &Snapshot, request: &AuthRequest<'_>) -> (Decision, Vec
     }
 }
 
-fn denial(reason: Reason, verdicts: Vec<RoleVerdict>, client: Option<Arc<ClientCert>>) -> Decision {
+fn denial(
+    (reason, role): (Reason, Option<Arc<str>>),
+    verdicts: Vec<RoleVerdict>,
+    client: Option<Arc<ClientCert>>,
+) -> Decision {
     Decision::Deny(Denial {
         reason,
+        role,
         verdicts,
         client,
     })
 }
 
-/// The reason of the role that got furthest in the check order (ties: the first).
-fn furthest(verdicts: &[RoleVerdict]) -> Reason {
+/// The reason of the role that got furthest in the check order (ties: the first), and
+/// that role.
+fn furthest(verdicts: &[RoleVerdict]) -> (Reason, Option<Arc<str>>) {
     verdicts
         .iter()
-        .filter_map(|v| v.outcome.as_ref().err())
-        .fold(None::<&Reason>, |best, r| match best {
-            Some(b) if b.stage() >= r.stage() => Some(b),
-            _ => Some(r),
+        .filter_map(|v| v.outcome.as_ref().err().map(|r| (r, &v.role)))
+        .fold(None::<(&Reason, &Arc<str>)>, |best, (r, role)| match best {
+            Some((b, _)) if b.stage() >= r.stage() => best,
+            _ => Some((r, role)),
         })
-        .cloned()
-        .unwrap_or(Reason::NoMatchingRole)
+        .map_or((Reason::NoMatchingRole, None), |(r, role)| {
+            (r.clone(), Some(Arc::clone(role)))
+        })
 }
 
 /// What evaluating the selected roles produced.
@@ -689,8 +699,8 @@ fn revocation(
     }
 }
 
-/// The `unique_identifier` value of a certificate.
-fn unique_identifier(
+/// The `unique_identifier` value of a certificate (the `sub` an allow reports).
+pub fn unique_identifier(
     which: UniqueIdentifier,
     leaf: &crate::pki::cert::ParsedCert,
 ) -> Option<String> {

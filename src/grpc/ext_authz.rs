@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{
     Address, Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
@@ -18,7 +19,9 @@ use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::engine::{self, AuthRequest, Decision, Grant, IDENTITY_FIELDS};
+use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::revocation::{LiveRevocation, LiveView};
 use crate::snapshot::Snapshot;
@@ -28,6 +31,8 @@ use crate::source::{self, SourceInput};
 pub const ROLES_CONTEXT_KEY: &str = "certgate_roles";
 /// The XFCC header.
 const XFCC: &str = "x-forwarded-client-cert";
+/// The header proxies append the address they received a request from to.
+const XFF: &str = "x-forwarded-for";
 
 /// gRPC status codes Envoy reads from `CheckResponse.status`.
 const GRPC_OK: i32 = 0;
@@ -37,13 +42,27 @@ const GRPC_PERMISSION_DENIED: i32 = 7;
 pub struct ExtAuthz {
     reloader: Arc<Reloader>,
     live: Arc<LiveRevocation>,
+    observers: Observers,
+}
+
+/// Who hears about every decision besides Envoy.
+#[derive(Debug, Clone)]
+pub struct Observers {
+    /// Decisions, latency, ignored XFCC.
+    pub metrics: Arc<Metrics>,
+    /// One line per decision.
+    pub audit: Arc<AuditLog>,
 }
 
 impl ExtAuthz {
     /// Serves decisions from whatever snapshot the reloader holds at each request, with
-    /// fetched CRLs and OCSP from `live`.
-    pub fn new(reloader: Arc<Reloader>, live: Arc<LiveRevocation>) -> Self {
-        ExtAuthz { reloader, live }
+    /// fetched CRLs and OCSP from `live`, counted and audited by `observers`.
+    pub fn new(reloader: Arc<Reloader>, live: Arc<LiveRevocation>, observers: Observers) -> Self {
+        ExtAuthz {
+            reloader,
+            live,
+            observers,
+        }
     }
 }
 
@@ -53,11 +72,23 @@ impl Authorization for ExtAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
         let snapshot = self.reloader.current();
         let now = crate::clock::now();
-        Ok(Response::new(
-            check_live(&self.live, &snapshot, &request.into_inner(), now).await,
-        ))
+        let request = request.into_inner();
+        let inputs = Inputs::of(&snapshot, &request);
+        if source::xfcc_ignored(&snapshot.settings.source, &inputs.source) {
+            self.observers.metrics.xfcc_ignored();
+        }
+        let decision = inputs.decide_live(&self.live, &snapshot, now).await;
+        let response = inputs.respond(&snapshot, &decision);
+        self.observers.metrics.observe(&decision, started.elapsed());
+        if self.observers.audit.enabled() {
+            self.observers
+                .audit
+                .record(inputs.audit_record(&snapshot, decision));
+        }
+        Ok(Response::new(response))
     }
 }
 
@@ -66,11 +97,13 @@ struct Inputs<'r> {
     headers: Option<&'r HashMap<String, String>>,
     source: SourceInput<'r>,
     peer_address: Option<IpAddr>,
+    /// The caller: the peer, or the X-Forwarded-For hop a trusted peer names.
+    client_ip: Option<IpAddr>,
     roles: Option<&'r str>,
 }
 
 impl<'r> Inputs<'r> {
-    fn of(request: &'r CheckRequest) -> Inputs<'r> {
+    fn of(snapshot: &Snapshot, request: &'r CheckRequest) -> Inputs<'r> {
         let attrs = request.attributes.as_ref();
         let peer = attrs.and_then(|a| a.source.as_ref());
         let headers = attrs
@@ -86,8 +119,14 @@ impl<'r> Inputs<'r> {
                 }
                 _ => None,
             });
+        let client_ip = source::client_ip(
+            &snapshot.settings.source,
+            peer_address,
+            headers.and_then(|h| h.get(XFF)).map(String::as_str),
+        );
         Inputs {
             headers,
+            client_ip,
             source: SourceInput {
                 peer_certificate: peer.map(|p| p.certificate.as_str()),
                 xfcc: headers.and_then(|h| h.get(XFCC)).map(String::as_str),
@@ -113,23 +152,65 @@ impl<'r> Inputs<'r> {
         AuthRequest {
             presented,
             roles: self.roles,
-            client_ip: self.peer_address,
+            client_ip: self.client_ip,
             origin: self.header("origin"),
             now,
             live,
         }
     }
 
-    fn respond(&self, snapshot: &Snapshot, decision: Decision) -> CheckResponse {
+    /// Chooses the certificate and decides with the snapshot's CRLs only.
+    fn decide(&self, snapshot: &Snapshot, now: i64) -> Decision {
+        match source::select(&snapshot.settings.source, &self.source) {
+            Ok(presented) => engine::decide(snapshot, &self.request(&presented, now, None)),
+            Err(reason) => source_denial(reason),
+        }
+    }
+
+    /// Chooses the certificate and decides with fetched CRLs and OCSP.
+    async fn decide_live(&self, live: &LiveRevocation, snapshot: &Snapshot, now: i64) -> Decision {
+        match source::select(&snapshot.settings.source, &self.source) {
+            Ok(presented) => {
+                live.decide(|view| {
+                    engine::decide(snapshot, &self.request(&presented, now, Some(view)))
+                })
+                .await
+            }
+            Err(reason) => source_denial(reason),
+        }
+    }
+
+    fn respond(&self, snapshot: &Snapshot, decision: &Decision) -> CheckResponse {
         log_decision(
-            &decision,
+            decision,
             self.header("x-request-id"),
-            self.peer_address,
+            self.client_ip,
             self.roles,
         );
         match decision {
-            Decision::Allow(grant) => allow(snapshot, &grant, self.headers),
-            Decision::Deny(denial) => deny(snapshot, &denial),
+            Decision::Allow(grant) => allow(snapshot, grant, self.headers),
+            Decision::Deny(denial) => deny(snapshot, denial),
+        }
+    }
+
+    /// The audit record of `decision`, which it takes over.
+    fn audit_record(&self, snapshot: &Snapshot, decision: Decision) -> AuditRecord {
+        let denied_role = match &decision {
+            Decision::Deny(d) => d
+                .role
+                .as_deref()
+                .and_then(|name| snapshot.role(name))
+                .map(|(_, role)| Arc::clone(role)),
+            Decision::Allow(_) => None,
+        };
+        AuditRecord {
+            at: time::OffsetDateTime::now_utc(),
+            request_id: self.header("x-request-id").map(str::to_string),
+            roles_asked: self.roles.map(str::to_string),
+            caller_ip: self.client_ip,
+            peer_ip: self.peer_address,
+            decision,
+            denied_role,
         }
     }
 }
@@ -137,6 +218,7 @@ impl<'r> Inputs<'r> {
 fn source_denial(reason: engine::Reason) -> Decision {
     Decision::Deny(engine::Denial {
         reason,
+        role: None,
         verdicts: Vec::new(),
         client: None,
     })
@@ -146,44 +228,33 @@ fn source_denial(reason: engine::Reason) -> Decision {
 /// snapshot's CRLs only (no fetching, no OCSP: roles with `ocsp_enabled` get
 /// `ocsp_unavailable` unless they fail open). Benchmarks and offline tests use it.
 pub fn check(snapshot: &Snapshot, request: &CheckRequest, now: i64) -> CheckResponse {
-    let inputs = Inputs::of(request);
-    let decision = match source::select(&snapshot.settings.source, &inputs.source) {
-        Ok(presented) => engine::decide(snapshot, &inputs.request(&presented, now, None)),
-        Err(reason) => source_denial(reason),
-    };
-    inputs.respond(snapshot, decision)
+    let inputs = Inputs::of(snapshot, request);
+    inputs.respond(snapshot, &inputs.decide(snapshot, now))
 }
 
-/// The whole request path: like [`check`], with fetched CRLs and OCSP from `live`.
+/// The whole request path but metrics and audit: like [`check`], with fetched CRLs
+/// and OCSP from `live`.
 pub async fn check_live(
     live: &LiveRevocation,
     snapshot: &Snapshot,
     request: &CheckRequest,
     now: i64,
 ) -> CheckResponse {
-    let inputs = Inputs::of(request);
-    let decision = match source::select(&snapshot.settings.source, &inputs.source) {
-        Ok(presented) => {
-            live.decide(|view| {
-                engine::decide(snapshot, &inputs.request(&presented, now, Some(view)))
-            })
-            .await
-        }
-        Err(reason) => source_denial(reason),
-    };
-    inputs.respond(snapshot, decision)
+    let inputs = Inputs::of(snapshot, request);
+    let decision = inputs.decide_live(live, snapshot, now).await;
+    inputs.respond(snapshot, &decision)
 }
 
 fn log_decision(
     decision: &Decision,
     request_id: Option<&str>,
-    peer: Option<IpAddr>,
+    caller: Option<IpAddr>,
     roles: Option<&str>,
 ) {
     match decision {
         Decision::Allow(g) => tracing::debug!(
             request_id,
-            peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            caller = %caller.map_or_else(|| "-".to_string(), |p| p.to_string()),
             roles,
             role = %g.role.name,
             sub = %g.sub,
@@ -191,7 +262,7 @@ fn log_decision(
         ),
         Decision::Deny(d) => tracing::info!(
             request_id,
-            peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            caller = %caller.map_or_else(|| "-".to_string(), |p| p.to_string()),
             roles,
             reason = d.reason.code(),
             detail = %d.reason,

@@ -23,8 +23,10 @@ use crate::engine::Reason;
 use crate::pki::glob::GlobSet;
 use crate::pki::pem::{decode_certificates, sha256};
 
+pub mod forwarded;
 pub mod xfcc;
 
+pub use forwarded::client_ip;
 use xfcc::XfccElement;
 
 /// The certificate-source settings of the global config, compiled once per reload.
@@ -164,6 +166,17 @@ pub struct Presented<'a> {
     pub xfcc_ignored: bool,
 }
 
+/// Whether the request carries an XFCC header that `policy` does not believe at all
+/// (counted by metrics: a client or proxy sending XFCC that nobody trusts).
+pub fn xfcc_ignored(policy: &SourcePolicy, input: &SourceInput<'_>) -> bool {
+    input.xfcc.is_some_and(|h| !h.trim().is_empty()) && !xfcc_believed(policy, input)
+}
+
+/// The right-most XFCC element may be believed (spec §1).
+fn xfcc_believed(policy: &SourcePolicy, input: &SourceInput<'_>) -> bool {
+    policy.xfcc && (policy.envoy_sets || policy.peer_is_trusted(input.peer_address))
+}
+
 /// Chooses the client certificate for one request under `policy` (spec §1).
 ///
 /// Errors: [`Reason::MalformedXfcc`] for a believed header that does not parse,
@@ -175,11 +188,7 @@ pub fn select<'a>(policy: &SourcePolicy, input: &SourceInput<'a>) -> Result<Pres
     let peer_cert = input.peer_certificate.filter(|s| !s.trim().is_empty());
     let header = input.xfcc.filter(|s| !s.trim().is_empty());
     match header {
-        Some(header)
-            if policy.xfcc && (policy.envoy_sets || policy.peer_is_trusted(input.peer_address)) =>
-        {
-            from_xfcc(policy, header, peer_cert)
-        }
+        Some(header) if xfcc_believed(policy, input) => from_xfcc(policy, header, peer_cert),
         _ => from_peer(policy, peer_cert, header.is_some()),
     }
 }
