@@ -266,7 +266,7 @@ async fn xfcc_through_a_trusted_edge_authorizes_the_original_client() {
     );
     let config_text = |trusted: &str| {
         format!(
-            "listen: 127.0.0.1:0\nroles_dir: roles\nxfcc: {{ envoy_sets: true }}\ntrusted_proxies: [{trusted}]\nreload: {{ interval: 1s }}\n"
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\nxfcc: {{ envoy_sets: true }}\ntrusted_proxies: [{trusted}]\nreload: {{ interval: 1s }}\n"
         )
     };
     let config = dir.write(

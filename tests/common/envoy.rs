@@ -448,6 +448,9 @@ pub struct Certgate {
     child: Child,
     /// Where its gRPC (ext_authz) server listens, as it announced.
     pub grpc_addr: SocketAddr,
+    /// Where its admin HTTP server (/metrics, /healthz, /readyz) listens, as it
+    /// announced (before `grpc_addr`, on the same stream).
+    pub admin_addr: Option<SocketAddr>,
     /// Its stdout + stderr, line by line.
     pub log: PathBuf,
 }
@@ -486,9 +489,11 @@ impl Certgate {
         pump(stderr, file, tx);
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut admin_addr = None;
         let grpc_addr = loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(addr) => break addr,
+                Ok(Announced::Admin(addr)) => admin_addr = Some(addr),
+                Ok(Announced::Grpc(addr)) => break addr,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 // Both pipes closed: the process is gone; report below.
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -518,6 +523,7 @@ impl Certgate {
         Certgate {
             child,
             grpc_addr,
+            admin_addr,
             log,
         }
     }
@@ -583,13 +589,21 @@ impl Drop for Certgate {
     }
 }
 
+/// An address certgate announced in its log.
+enum Announced {
+    Grpc(SocketAddr),
+    Admin(SocketAddr),
+}
+
 /// Copies a child's output to the shared log, line by line, and reports the first
-/// `grpc_addr` it sees. Keeps draining after that so the child never blocks on a pipe.
-fn pump(src: impl Read + Send + 'static, log: Arc<Mutex<File>>, tx: mpsc::Sender<SocketAddr>) {
+/// `admin_addr` and `grpc_addr` it sees. Keeps draining after that so the child never
+/// blocks on a pipe.
+fn pump(src: impl Read + Send + 'static, log: Arc<Mutex<File>>, tx: mpsc::Sender<Announced>) {
     thread::spawn(move || {
         let mut reader = BufReader::new(src);
         let mut line = Vec::new();
         let mut announced = false;
+        let mut admin_announced = false;
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
@@ -603,9 +617,14 @@ fn pump(src: impl Read + Send + 'static, log: Arc<Mutex<File>>, tx: mpsc::Sender
                 }
                 let _ = f.flush();
             }
-            if !announced && let Some(addr) = parse_grpc_addr(&String::from_utf8_lossy(&line)) {
+            let text = String::from_utf8_lossy(&line);
+            if !admin_announced && let Some(addr) = parse_addr(&text, "admin_addr") {
+                admin_announced = true;
+                let _ = tx.send(Announced::Admin(addr));
+            }
+            if !announced && let Some(addr) = parse_grpc_addr(&text) {
                 announced = true;
-                let _ = tx.send(addr);
+                let _ = tx.send(Announced::Grpc(addr));
             }
         }
     });
@@ -615,10 +634,15 @@ fn pump(src: impl Read + Send + 'static, log: Arc<Mutex<File>>, tx: mpsc::Sender
 /// (`grpc_addr=127.0.0.1:9191`) or JSON (`"grpc_addr":"127.0.0.1:9191"`) form, ignoring
 /// ANSI colour codes.
 pub fn parse_grpc_addr(line: &str) -> Option<SocketAddr> {
+    parse_addr(line, "grpc_addr")
+}
+
+/// Finds `key` followed by an `IP:PORT`, like [`parse_grpc_addr`].
+pub fn parse_addr(line: &str, key: &str) -> Option<SocketAddr> {
     let line = strip_ansi(line);
     let mut rest = line.as_str();
-    while let Some(i) = rest.find("grpc_addr") {
-        let after = &rest[i + "grpc_addr".len()..];
+    while let Some(i) = rest.find(key) {
+        let after = &rest[i + key.len()..];
         let value = after.trim_start_matches(['"', '\'', '=', ':', ' ']);
         let end = value
             .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))

@@ -68,7 +68,7 @@ pub fn front_proxy_with(
     }
     let config = dir.write(
         "cg/certgate.yaml",
-        format!("listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\nxfcc: {{ envoy_sets: true }}\nreload: {{ interval: 1s }}\nlog: {{ level: info }}\n{global_extra}\n"),
+        format!("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\nxfcc: {{ envoy_sets: true }}\nreload: {{ interval: 1s }}\nlog: {{ level: info }}\n{global_extra}\n"),
     );
     let upstream = Upstream::start();
     let certgate = Certgate::start(&config);
@@ -102,6 +102,18 @@ pub fn front_proxy_with(
 }
 
 impl Front {
+    /// certgate's admin HTTP address (/metrics, /healthz, /readyz).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self._certgate
+            .admin_addr
+            .expect("certgate announced its admin_addr")
+    }
+
+    /// A path inside certgate's config directory (`cg/`).
+    pub fn certgate_path(&self, rel: &str) -> std::path::PathBuf {
+        self._dir.join("cg").join(rel)
+    }
+
     pub fn client(&self, leaf: &Leaf) -> reqwest::Client {
         mtls_client(
             &self.server_ca.cert_pem,

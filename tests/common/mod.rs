@@ -8,4 +8,5 @@ pub mod http_server;
 pub mod live;
 pub mod ocsp_responder;
 pub mod pki;
+pub mod scrape;
 pub mod world;
