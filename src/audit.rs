@@ -21,12 +21,17 @@ use std::thread::JoinHandle;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 use crate::config::schema::AuditConfig;
 use crate::engine::cache::ClientCert;
 use crate::engine::{Decision, RoleVerdict, unique_identifier};
 use crate::snapshot::Role;
+
+/// RFC 3339, UTC, milliseconds: `2026-11-23T18:01:14.770Z`.
+const TIME_FORMAT: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// What happened to audit records, for metrics.
 #[derive(Debug, Default)]
@@ -271,11 +276,10 @@ struct VerdictLine<'a> {
 
 impl<'a> Line<'a> {
     fn of(r: &'a AuditRecord) -> Line<'a> {
-        let millis = r.at.nanosecond() / 1_000_000 * 1_000_000;
+        // Fixed width (milliseconds, UTC) so that lines sort as text.
         let time =
-            r.at.replace_nanosecond(millis)
-                .unwrap_or(r.at)
-                .format(&Rfc3339)
+            r.at.to_offset(time::UtcOffset::UTC)
+                .format(TIME_FORMAT)
                 .unwrap_or_default();
         let base = Line {
             time,
@@ -570,7 +574,7 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["decision"], "deny");
         assert_eq!(first["reason"], "no_client_certificate");
-        assert_eq!(first["time"], "1970-01-01T00:00:00Z");
+        assert_eq!(first["time"], "1970-01-01T00:00:00.000Z");
         assert!(first["roles_asked"].is_null());
         // After close, records are dropped, not queued forever.
         log.record(denial());

@@ -183,26 +183,19 @@ fn emit<M: EncodeMetric>(
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
     for (labels, metric) in series {
-        if labels.is_empty() {
-            metric.encode(family.encode_family(&NoLabels)?)?;
-        } else {
-            metric.encode(family.encode_family(labels)?)?;
-        }
+        metric.encode(family.encode_family(labels)?)?;
     }
     Ok(())
 }
 
-/// An empty label set.
-#[derive(Debug, Clone, Copy)]
-struct NoLabels;
-
-impl EncodeLabelSet for NoLabels {
-    fn encode(
-        &self,
-        _: &mut prometheus_client::encoding::LabelSetEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        Ok(())
-    }
+/// Writes one metric without labels.
+fn emit_one<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 fn counter(v: u64) -> ConstCounter<u64> {
@@ -225,12 +218,11 @@ impl Collector for Scraped {
             MetricType::Gauge,
             &[(&[("version", version)], gauge(1))],
         )?;
-        emit(
+        emit_one(
             e,
             "certgate_ready",
             "1 when a valid config is loaded and the gRPC server is serving",
-            MetricType::Gauge,
-            &[(&[], gauge(i64::from(s.ready.is_serving())))],
+            gauge(i64::from(s.ready.is_serving())),
         )?;
 
         let stats = s.reloader.stats();
@@ -246,26 +238,23 @@ impl Collector for Scraped {
                 (&[("result", "unchanged")], counter(stats.unchanged)),
             ],
         )?;
-        emit(
+        emit_one(
             e,
             "certgate_config_generation",
             "Generation of the configuration being served (1 at start, +1 per swap)",
-            MetricType::Gauge,
-            &[(&[], gauge(saturating_i64(snapshot.generation)))],
+            gauge(saturating_i64(snapshot.generation)),
         )?;
-        emit(
+        emit_one(
             e,
             "certgate_config_reload_failing",
             "1 while the files on disk are rejected (the last good configuration is served)",
-            MetricType::Gauge,
-            &[(&[], gauge(i64::from(stats.failing)))],
+            gauge(i64::from(stats.failing)),
         )?;
-        emit(
+        emit_one(
             e,
             "certgate_config_roles",
             "Roles in the configuration being served",
-            MetricType::Gauge,
-            &[(&[], gauge(saturating_i64(snapshot.roles.len() as u64)))],
+            gauge(saturating_i64(snapshot.roles.len() as u64)),
         )?;
         drop(snapshot);
 
@@ -379,33 +368,29 @@ fn encode_process(e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let Some(p) = ProcessStats::read() else {
         return Ok(());
     };
-    emit(
+    emit_one(
         e,
         "process_cpu_seconds",
         "User and system CPU time spent, seconds",
-        MetricType::Counter,
-        &[(&[], ConstCounter::new(p.cpu_seconds))],
+        ConstCounter::new(p.cpu_seconds),
     )?;
-    emit(
+    emit_one(
         e,
         "process_resident_memory_bytes",
         "Resident memory size, bytes",
-        MetricType::Gauge,
-        &[(&[], gauge(p.resident_bytes))],
+        gauge(p.resident_bytes),
     )?;
-    emit(
+    emit_one(
         e,
         "process_open_fds",
         "Open file descriptors",
-        MetricType::Gauge,
-        &[(&[], gauge(p.open_fds))],
+        gauge(p.open_fds),
     )?;
-    emit(
+    emit_one(
         e,
         "process_start_time_seconds",
         "Start time of the process, Unix seconds",
-        MetricType::Gauge,
-        &[(&[], ConstGauge::new(p.start_time_seconds))],
+        ConstGauge::new(p.start_time_seconds),
     )
 }
 

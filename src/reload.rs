@@ -82,6 +82,10 @@ struct WatchTargets {
     cert_dirs: Vec<PathBuf>,
     /// `reload.interval`; zero disables the periodic re-read.
     interval: Duration,
+    /// Files certgate writes itself (the audit file and its rotations): a change to
+    /// them is no reason to re-read, and an audit file in a watched directory would
+    /// otherwise trigger a reload per written line.
+    own_files: Vec<PathBuf>,
 }
 
 impl WatchTargets {
@@ -104,7 +108,28 @@ impl WatchTargets {
                 })
                 .collect(),
             interval: loaded.global.reload.interval.0,
+            own_files: match crate::audit::AuditSink::from_config(
+                &loaded.global.audit.sink,
+                loaded.config_path.as_deref().and_then(Path::parent),
+            ) {
+                crate::audit::AuditSink::File(path) => vec![path],
+                _ => Vec::new(),
+            },
         }
+    }
+
+    /// Whether `path` is one of [`WatchTargets::own_files`] or a rotation of one
+    /// (`<file>.N`).
+    fn is_own_file(own: &[PathBuf], path: &Path) -> bool {
+        own.iter().any(|f| {
+            path == f
+                || path
+                    .as_os_str()
+                    .to_str()
+                    .zip(f.as_os_str().to_str())
+                    .and_then(|(p, f)| p.strip_prefix(f)?.strip_prefix('.'))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
     }
 
     /// The distinct directories to watch.
@@ -329,9 +354,10 @@ impl Reloader {
     /// never missed; the thread re-reads once at start for changes made before it.
     pub fn spawn_watcher(self: &Arc<Self>) -> WatchHandle {
         let (tx, rx) = mpsc::channel::<Msg>();
-        let mut debouncer = make_debouncer(tx.clone());
-        let mut armed: BTreeMap<PathBuf, (u64, u64)> = BTreeMap::new();
         let targets = lock(&self.targets).clone();
+        let own_files = Arc::new(Mutex::new(targets.own_files.clone()));
+        let mut debouncer = make_debouncer(tx.clone(), Arc::clone(&own_files));
+        let mut armed: BTreeMap<PathBuf, (u64, u64)> = BTreeMap::new();
         arm(&mut debouncer, &mut armed, &targets, true);
         let reloader = Arc::clone(self);
         let thread = std::thread::Builder::new()
@@ -341,6 +367,7 @@ impl Reloader {
                     debouncer,
                     armed,
                     targets,
+                    own_files,
                 };
                 watch_loop(&reloader, &rx, watcher);
             });
@@ -415,6 +442,8 @@ struct Watcher {
     armed: BTreeMap<PathBuf, (u64, u64)>,
     /// What was armed for.
     targets: WatchTargets,
+    /// The event handler's copy of [`WatchTargets::own_files`].
+    own_files: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 /// The watcher thread: wait for an event, the timer or a stop, reload, re-arm if the
@@ -458,6 +487,9 @@ fn watch_loop(reloader: &Reloader, rx: &mpsc::Receiver<Msg>, mut w: Watcher) {
             next_tick = tick_after(Instant::now(), latest.interval);
         }
         let dirs_changed = latest.dirs() != w.targets.dirs();
+        if latest.own_files != w.targets.own_files {
+            lock(&w.own_files).clone_from(&latest.own_files);
+        }
         w.targets = latest;
         if dirs_changed || reload || Instant::now() >= next_rearm {
             next_rearm = Instant::now() + REARM_CHECK;
@@ -497,10 +529,18 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 /// A debouncer that turns every batch with a change into one [`Msg::Changed`].
-fn make_debouncer(events: Sender<Msg>) -> Option<Debouncer> {
+fn make_debouncer(events: Sender<Msg>, own_files: Arc<Mutex<Vec<PathBuf>>>) -> Option<Debouncer> {
     let handler = move |result: notify_debouncer_full::DebounceEventResult| match result {
         Ok(batch) => {
-            if batch.iter().any(|e| is_change(&e.event.kind)) {
+            let own = lock(&own_files);
+            let ours = |e: &notify_debouncer_full::DebouncedEvent| {
+                !e.event.paths.is_empty()
+                    && e.event
+                        .paths
+                        .iter()
+                        .all(|p| WatchTargets::is_own_file(&own, p))
+            };
+            if batch.iter().any(|e| is_change(&e.event.kind) && !ours(e)) {
                 let _ = events.send(Msg::Changed);
             }
         }

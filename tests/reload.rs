@@ -402,3 +402,47 @@ fn readers_see_whole_snapshots_while_reloads_happen() {
     assert_eq!(reloader.current().generation, 11);
     assert_eq!(reloader.stats().ok, 10);
 }
+
+/// The audit file certgate writes into a watched directory (a relative `audit.sink`
+/// lands next to the config file) is not a change: a reload per audit line would
+/// re-read and hash every file for every request. Rotated files neither. A real edit in
+/// the same directory still is.
+#[test]
+fn writing_the_audit_file_in_a_watched_directory_is_not_a_change() {
+    let dir = TempDir::new().expect("tempdir");
+    let config = dir.path().join("certgate.yaml");
+    write_atomic(
+        &config,
+        "roles_dir: roles\ncrls_dir: crls\nreload: { interval: 0s }\naudit: { sink: audit.log }\n",
+    );
+    write_atomic(&dir.path().join("roles/web.yaml"), &role("one"));
+    let reloader = Reloader::new(Some(config.clone())).expect("initial load");
+    let _watch = reloader.spawn_watcher();
+    wait_until("the watcher's start-up re-read", || {
+        reloader.stats().unchanged >= 1
+    });
+    let baseline = reloader.stats();
+
+    // What the audit writer does: append lines, rotate.
+    let audit = dir.path().join("audit.log");
+    for i in 0..20 {
+        let mut line = fs::read_to_string(&audit).unwrap_or_default();
+        line.push_str(&format!("{{\"n\":{i}}}\n"));
+        fs::write(&audit, line).expect("append");
+        if i == 10 {
+            fs::rename(&audit, dir.path().join("audit.log.1")).expect("rotate");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A real edit in the same directory: the watcher is alive and sees it.
+    write_atomic(&dir.path().join("roles/web.yaml"), &role("two"));
+    wait_until("the role edit applied", || {
+        reloader.current().generation == 2
+    });
+    let after = reloader.stats();
+    assert_eq!(
+        after.unchanged, baseline.unchanged,
+        "audit writes caused re-reads: {baseline:?} -> {after:?}"
+    );
+    assert_eq!(after.ok, baseline.ok + 1);
+}
