@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # certgate demo: a real Envoy 1.40 terminates mTLS and asks certgate (ext_authz, gRPC)
 # about every request; curl calls it with a good, a wrong-OU, a revoked and an admin
-# certificate and with forged identity headers, then a role file is edited live, then
-# `certgate check` and `certgate validate` run offline. Every outcome is checked:
-# exit 0 when all behave, 1 (with the logs' tails) when one does not, so CI can run it.
+# certificate and with forged identity headers; a role file is edited live; four
+# clients send traffic; a certificate is revoked live (new CRL); a broken edit is
+# rejected while the last good config keeps serving; then /metrics is scraped and the
+# audit log read, and `certgate check` and `certgate validate` run offline. Every
+# outcome is checked: exit 0 when all behave, 1 (with the logs' tails) when one does
+# not, so CI can run it.
 #
 #   ./scripts/demo.sh            # from the repository root or anywhere else
+#   ./scripts/demo.sh --short    # less traffic (CI)
 #   ./scripts/demo.sh --keep     # keep the work dir (PKI, config, logs) and print its path
+#   ./scripts/demo.sh --hold     # at the end, keep everything running until Ctrl-C
+#                                # (point Prometheus/Grafana at the printed /metrics URL)
 #
 # Steps: build certgate (`cargo build --bin certgate`, dev profile) and install Envoy
 # (scripts/install-envoy.sh); generate a PKI with openssl (scripts/demo/pki.sh); write
@@ -23,11 +29,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-keep=false
+keep=false hold=false traffic=25
 for arg in "$@"; do
   case "$arg" in
     --keep) keep=true ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --short) traffic=5 ;;
+    --hold) hold=true ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -143,19 +151,22 @@ say "config: $(basename "$work")/certgate/{certgate.yaml,roles/web.yaml,roles/ad
 ports=()
 read -r -a ports < <("$py" -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-[ "${#ports[@]}" -eq 4 ] || die "could not pick free ports"
+[ "${#ports[@]}" -eq 5 ] || die "could not pick free ports"
 up_port="${ports[0]}" cg_port="${ports[1]}" listen_port="${ports[2]}" admin_port="${ports[3]}"
+cg_admin_port="${ports[4]}"
+metrics_url="http://127.0.0.1:$cg_admin_port/metrics"
 
 cp "$pki/client-root.pem" "$cg/ca/client-root.pem"
 cp "$pki/client-issuing.crl.pem" "$cg/crls/issuing.pem"
 {
   printf '%-33s%s\n' "listen: 127.0.0.1:$cg_port" "# gRPC: ext_authz v3 for Envoy, health, reflection"
+  printf '%-33s%s\n' "admin_listen: 127.0.0.1:$cg_admin_port" "# HTTP: /metrics /healthz /readyz"
   cat <<'EOF'
-admin_listen: 127.0.0.1:0        # validated only: the HTTP admin endpoint is planned
+audit: { sink: ../logs/audit.log } # one JSON line per decision (default: stdout)
 roles_dir: roles
 crls_dir: crls
 xfcc: { envoy_sets: true }       # envoy/front-proxy.yaml sets XFCC (SANITIZE_SET)
@@ -168,12 +179,14 @@ web_role() {
 certificate_file: ../ca/client-root.pem
 allowed_organizational_units: $1
 token_policies: web,read
+audit_log_sub_claims: [sub, serial]
 EOF
 }
 web_role eng > "$cg/roles/web.yaml"
 cat > "$cg/roles/admins.yaml" <<'EOF'
 certificate_file: ../ca/client-root.pem
 allowed_organizational_units: admins
+audit_log_sub_claims: [sub, common_name]
 EOF
 for f in certgate.yaml roles/web.yaml roles/admins.yaml; do
   info "$f"
@@ -213,7 +226,7 @@ wait_until() {
   done
 }
 echo_ready() { curl -fs --noproxy '*' -o /dev/null --max-time 1 "http://127.0.0.1:$up_port/__ready"; }
-cg_ready() { grep -q "grpc_addr" "$logs/certgate.log" && (: < "/dev/tcp/127.0.0.1/$cg_port") 2>/dev/null; }
+cg_ready() { curl -fs --noproxy '*' -o /dev/null --max-time 1 "http://127.0.0.1:$cg_admin_port/readyz"; }
 envoy_ready() { [ "$(curl -sS --noproxy '*' --max-time 1 "http://127.0.0.1:$admin_port/ready" 2>/dev/null)" = "LIVE" ]; }
 
 wait_until "echo upstream" "$echo_pid" 20 echo_ready || die "the echo upstream exited"
@@ -234,6 +247,15 @@ info "all ready in $(since "$t_up") s"
 
 # --- 6. requests through Envoy -----------------------------------------------------------
 body="$work/body.json"
+# Decisions certgate made, by the status Envoy returned (200 allow, 403 deny): the
+# metrics and the audit log must agree with these counts at the end.
+n_allow=0 n_deny=0
+count() {
+  case "$1" in
+    200) n_allow=$((n_allow + 1)) ;;
+    403) n_deny=$((n_deny + 1)) ;;
+  esac
+}
 # call WHO PATH [curl args...]: sets status (000 = no HTTP response) and body.
 call() {
   local who="$1" path="$2"; shift 2
@@ -244,6 +266,7 @@ call() {
     --resolve "localhost:$listen_port:127.0.0.1" -o "$body" -w '%{http_code}' "$@" \
     "https://localhost:$listen_port$path" 2>"$work/curl.err")" || true
   [ -n "$status" ] || status=000
+  count "$status"
 }
 # hdrs NAME...: sets the array h to those headers as the upstream received them (from the
 # echoed JSON body); "" for a missing one.
@@ -347,15 +370,126 @@ else
   bad "$(line sales-1 "(OU=sales)" "GET /hello" "$status  $(shown_body)")" \
     "expected 200 role=web sub=sales-1 within 15 s of the edit"
 fi
+
+# --- traffic from four clients -----------------------------------------------------------
+# burst WHO PATH N: N requests on one keep-alive connection; counts 200s and 403s.
+burst() {
+  local who="$1" path="$2" n="$3" urls=() i codes
+  for ((i = 0; i < n; i++)); do urls+=(-o /dev/null "https://localhost:$listen_port$path"); done
+  codes="$(curl -sS --noproxy '*' --max-time 30 --cacert "$pki/server-ca.pem" \
+    --cert "$pki/$who-chain.pem" --key "$pki/$who.key" --resolve "localhost:$listen_port:127.0.0.1" \
+    -w '%{http_code}\n' "${urls[@]}" 2>>"$work/curl.err")" || true
+  b_allow="$(grep -c '^200$' <<<"$codes" || true)" b_deny="$(grep -c '^403$' <<<"$codes" || true)"
+  n_allow=$((n_allow + b_allow)) n_deny=$((n_deny + b_deny))
+}
+say "traffic: web-1, sales-1, alice and the revoked web-2, $traffic requests each to /hello and /admin/"
+expect_traffic() {  # expect_traffic WHO ALLOWED_HELLO ALLOWED_ADMIN
+  local who="$1" want_hello="$2" want_admin="$3" got
+  burst "$who" /hello "$traffic"; got="/hello ${b_allow}x200 ${b_deny}x403"
+  local ok_hello=$(( b_allow == (want_hello ? traffic : 0) && b_allow + b_deny == traffic ))
+  burst "$who" /admin/ "$traffic"; got="$got, /admin/ ${b_allow}x200 ${b_deny}x403"
+  local ok_admin=$(( b_allow == (want_admin ? traffic : 0) && b_allow + b_deny == traffic ))
+  if [ "$ok_hello" = 1 ] && [ "$ok_admin" = 1 ]; then ok "$(printf '%-8s %s' "$who" "$got")"
+  else bad "$(printf '%-8s %s' "$who" "$got")" "expected /hello $([ "$want_hello" = 1 ] && echo allowed || echo denied), /admin/ $([ "$want_admin" = 1 ] && echo allowed || echo denied)"; fi
+}
+expect_traffic web-1 1 0
+expect_traffic sales-1 1 0
+expect_traffic alice 1 1
+expect_traffic web-2 0 0
+
+# --- live revocation ---------------------------------------------------------------------
+say "live revocation: openssl ca -revoke sales-1, new CRL into crls/ (no restart)"
+(cd "$pki" && openssl ca -batch -config ca/ca.cnf -revoke sales-1.pem -crl_reason keyCompromise \
+  && openssl ca -batch -config ca/ca.cnf -gencrl -out "$work/issuing.crl.new") >> "$pki/openssl.log" 2>&1 \
+  || die "openssl could not revoke sales-1 (see $pki/openssl.log)"
+mv "$work/issuing.crl.new" "$cg/crls/issuing.pem"
+t_revoke="$(usec)"
+deadline=$(( t_revoke + 15 * 1000000 ))
+while :; do
+  call sales-1 /hello
+  [ "$status" = 403 ] && break
+  [ "$(usec)" -lt "$deadline" ] || break
+  sleep 0.1
+done
+if [ "$status" = 403 ] && [ "$(reason)" = revoked_crl ]; then
+  ok "$(line sales-1 "(revoked)" "GET /hello" "$status  $(shown_body) (after $(since "$t_revoke") s)")"
+else
+  bad "$(line sales-1 "(revoked)" "GET /hello" "$status  $(shown_body)")" \
+    "expected 403 revoked_crl within 15 s of the new CRL"
+fi
+
+# --- a broken edit is rejected; the last good config keeps serving -----------------------
+# metric NAME [LABEL=VALUE...]: the sum of the matching series in a fresh scrape.
+metric() {
+  curl -fsS --noproxy '*' --max-time 5 "$metrics_url" | "$py" -c '
+import re, sys
+name, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+total = 0.0
+for line in sys.stdin:
+    m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line.strip())
+    if not m or m.group(1) != name:
+        continue
+    labels = dict(re.findall(r"(\w+)=\"((?:[^\"\\]|\\.)*)\"", m.group(2) or ""))
+    if all(labels.get(k) == v for k, v in want.items()):
+        total += float(m.group(3))
+print(int(total) if total == int(total) else total)' "$@"
+}
+say "a broken edit: roles/broken.yaml with a typo'd field (rejected; the last good config serves)"
+printf 'certificate_file: ../ca/client-root.pem\nallowed_organisational_units: eng\n' > "$cg/roles/broken.yaml"
+deadline=$(( $(usec) + 15 * 1000000 ))
+until [ "$(metric certgate_config_reload_failing)" = 1 ] || [ "$(usec)" -ge "$deadline" ]; do sleep 0.1; done
+ready_body="$(curl -sS --noproxy '*' --max-time 2 "http://127.0.0.1:$cg_admin_port/readyz" || true)"
+grep -m1 -o 'unknown field.*' "$logs/certgate.log" | cut -c1-110 | sed 's/^/certgate: /' | dim
+call web-1 /hello
+if [ "$(metric certgate_config_reload_failing)" = 1 ] && [ "$status" = 200 ] \
+  && grep -q '^ready' <<<"$ready_body"; then
+  ok "rejected: certgate_config_reload_failing 1; web-1 still 200; /readyz: ${ready_body%$'\n'}"
+else
+  bad "broken edit" "expected reload_failing 1, web-1 200 and /readyz 200; got $status, $ready_body"
+fi
+rm -f "$cg/roles/broken.yaml"
+deadline=$(( $(usec) + 15 * 1000000 ))
+until [ "$(metric certgate_config_reload_failing)" = 0 ] || [ "$(usec)" -ge "$deadline" ]; do sleep 0.1; done
 t_req_done="$(since "$t_req")"
 
-# Denied requests stop at Envoy: the upstream only ever saw the four allowed ones.
+# Denied requests stop at Envoy: the upstream saw exactly the allowed ones.
 upstream_seen="$(grep -c '"[A-Z]* /' "$logs/echo.log" | tr -d ' ' || true)"
 upstream_seen=$(( ${upstream_seen:-0} - $(grep -c '/__ready' "$logs/echo.log" || true) ))
-if [ "$upstream_seen" = 4 ]; then
-  ok "the echo upstream received 4 requests: the allowed ones; every denial stopped at Envoy"
+if [ "$upstream_seen" = "$n_allow" ]; then
+  ok "the echo upstream received $upstream_seen requests: the allowed ones; all $n_deny denials stopped at Envoy"
 else
-  bad "the echo upstream received $upstream_seen requests" "expected exactly the 4 allowed ones"
+  bad "the echo upstream received $upstream_seen requests" "expected exactly the $n_allow allowed ones"
+fi
+
+# --- what an operator sees: /metrics and the audit log ----------------------------------
+say "metrics: curl $metrics_url"
+m_allow="$(metric certgate_decisions_total result=allow)" m_deny="$(metric certgate_decisions_total result=deny)"
+curl -fsS --noproxy '*' --max-time 5 "$metrics_url" \
+  | grep -E '^certgate_(decisions_total|config_reloads_total|config_generation|config_reload_failing|chain_cache_requests_total|check_duration_seconds_count|audit_records_total|crl_fetches_total|ready)' \
+  | dim
+if [ "$m_allow" = "$n_allow" ] && [ "$m_deny" = "$n_deny" ]; then
+  ok "certgate_decisions_total: $m_allow allow + $m_deny deny = the $n_allow 200s + $n_deny 403s curl saw"
+else
+  bad "certgate_decisions_total: $m_allow allow, $m_deny deny" "curl saw $n_allow 200s and $n_deny 403s"
+fi
+reloads_ok="$(metric certgate_config_reloads_total result=ok)" reloads_failed="$(metric certgate_config_reloads_total result=failed)"
+if [ "$reloads_ok" -ge 2 ] && [ "$reloads_failed" -ge 1 ]; then
+  ok "certgate_config_reloads_total: ok $reloads_ok (role edit, new CRL), failed $reloads_failed (the typo)"
+else
+  bad "certgate_config_reloads_total: ok $reloads_ok, failed $reloads_failed" "expected ok >= 2, failed >= 1"
+fi
+
+say "audit log: $logs/audit.log (one JSON line per decision)"
+audit_file="$logs/audit.log"
+deadline=$(( $(usec) + 5 * 1000000 ))
+until [ "$(wc -l < "$audit_file")" -ge $((n_allow + n_deny)) ] || [ "$(usec)" -ge "$deadline" ]; do sleep 0.05; done
+audit_lines="$(wc -l < "$audit_file" | tr -d ' ')"
+{ grep -m1 '"decision":"allow"' "$audit_file" || true; } | dim
+{ grep -m1 '"reason":"revoked_crl"' "$audit_file" || true; } | dim
+if [ "$audit_lines" = $((n_allow + n_deny)) ] && ! grep -q 'BEGIN\|MII' "$audit_file"; then
+  ok "$audit_lines audit lines, one per decision; none holds a certificate"
+else
+  bad "$audit_lines audit lines" "expected $((n_allow + n_deny)), and no PEM/DER in any"
 fi
 
 # --- 7. the CLI: check (offline) and validate -------------------------------------------
@@ -377,6 +511,16 @@ run_cli 1 "decision: deny (revoked_crl)" check --config certgate/certgate.yaml -
 say "certgate validate: lint config, roles and CRLs (for CI)"
 run_cli 0 "valid: 2 roles" validate --config certgate/certgate.yaml
 
+if $hold; then
+  say "holding: everything keeps running until Ctrl-C"
+  info "mTLS:    curl --cacert $pki/server-ca.pem --cert $pki/web-1-chain.pem --key $pki/web-1.key https://localhost:$listen_port/hello --resolve localhost:$listen_port:127.0.0.1"
+  info "metrics: $metrics_url"
+  info "audit:   tail -f $audit_file"
+  trap 'hold=false' INT
+  while $hold; do sleep 1; done
+  trap 'exit 130' INT
+fi
+
 # --- stop certgate gracefully ------------------------------------------------------------
 say "stop certgate with SIGTERM (graceful: drains in-flight checks)"
 stop "$cg_pid" 10
@@ -394,3 +538,5 @@ if [ "$failures" -gt 0 ]; then
   die "$failures of $checks checks failed"
 fi
 info "${G}all $checks checks passed${N}: requests ${t_req_done} s; $(since "$t_start") s after the build"
+info "metrics: $metrics_url   (Grafana: deploy/grafana/certgate-dashboard.json)"
+info "audit:   $audit_file$($keep || echo '   (--keep to keep it)')"
