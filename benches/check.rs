@@ -5,7 +5,9 @@
 //!   builds an OK response, certgate with a warm verified-chain cache, and certgate with
 //!   the cache disabled (every request URL-decodes, parses and builds the path).
 //! - `grpc/*`: the same over real gRPC on loopback (tonic client → server): a no-op
-//!   Authorization server, certgate warm, certgate cold.
+//!   Authorization server, certgate warm, certgate cold (all with metrics, audit off),
+//!   and `warm_audit`: warm with the audit log written to a file (the cost of one audit
+//!   record on the request path; the writer thread formats and writes it).
 //!
 //! - `ocsp/*`: the request path with live revocation (`ext_authz::check_live`) for a
 //!   role with `ocsp_enabled` asking a local `openssl ocsp` responder: `cached` (the
@@ -217,7 +219,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (noop_addr, warm_addr, cold_addr) = rt.block_on(async {
+    let audit_dir = Dir::new();
+    let audited = Reloader::new(Some(warm_dir.join("certgate.yaml"))).expect("config");
+    let (noop_addr, warm_addr, cold_addr, audit_addr) = rt.block_on(async {
         let noop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let noop_addr = noop_listener.local_addr().unwrap();
         tokio::spawn(
@@ -229,14 +233,25 @@ fn main() {
                 ),
         );
         let mut addrs = Vec::new();
-        for r in [Arc::clone(&warm), Arc::clone(&cold)] {
+        let file_audit = || {
+            certgate::audit::AuditLog::start(
+                certgate::audit::AuditSink::File(audit_dir.join("audit.log")),
+                &certgate::config::schema::AuditConfig::default(),
+            )
+            .expect("audit file")
+        };
+        for (r, audit) in [
+            (Arc::clone(&warm), certgate::audit::AuditLog::disabled()),
+            (Arc::clone(&cold), certgate::audit::AuditLog::disabled()),
+            (Arc::clone(&audited), file_audit()),
+        ] {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addrs.push(l.local_addr().unwrap());
             let listeners = certgate::grpc::Listeners {
                 grpc: l,
                 admin: None,
             };
-            let audit = Arc::new(certgate::audit::AuditLog::disabled());
+            let audit = Arc::new(audit);
             tokio::spawn(certgate::grpc::serve_on(
                 r,
                 listeners,
@@ -244,13 +259,14 @@ fn main() {
                 std::future::pending(),
             ));
         }
-        (noop_addr, addrs[0], addrs[1])
+        (noop_addr, addrs[0], addrs[1], addrs[2])
     });
     let mut grpc = c.benchmark_group("grpc");
     for (name, addr) in [
         ("noop", noop_addr),
         ("warm", warm_addr),
         ("cold", cold_addr),
+        ("warm_audit", audit_addr),
     ] {
         let mut client = rt.block_on(async {
             AuthorizationClient::connect(format!("http://{addr}"))
