@@ -57,6 +57,9 @@ pub struct AuditRecord {
     pub caller_ip: Option<IpAddr>,
     /// The immediate peer Envoy saw.
     pub peer_ip: Option<IpAddr>,
+    /// The request carried an XFCC header that was not believed (untrusted peer):
+    /// the difference between "no certificate" and "a certificate nobody vouched for".
+    pub xfcc_ignored: bool,
     /// The decision itself.
     pub decision: Decision,
     /// On a deny, the role whose reason is reported (its sub-claims are written).
@@ -245,6 +248,9 @@ struct Line<'a> {
     role: Option<&'a str>,
     caller_ip: Option<String>,
     peer_ip: Option<String>,
+    /// Present (true) only when an XFCC header was ignored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    xfcc_ignored: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     cert: Option<CertLine<'a>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -296,6 +302,7 @@ impl<'a> Line<'a> {
             role: None,
             caller_ip: r.caller_ip.map(|ip| ip.to_string()),
             peer_ip: r.peer_ip.map(|ip| ip.to_string()),
+            xfcc_ignored: r.xfcc_ignored,
             cert: None,
             claims: BTreeMap::new(),
             detail: None,
@@ -552,6 +559,7 @@ mod tests {
             roles_asked: None,
             caller_ip: None,
             peer_ip: None,
+            xfcc_ignored: false,
             decision: Decision::Deny(crate::engine::Denial {
                 reason: crate::engine::Reason::NoClientCertificate,
                 role: None,

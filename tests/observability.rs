@@ -356,3 +356,102 @@ async fn caller_ip_comes_from_forwarded_for_only_through_trusted_proxies() {
     let lines = wait_audit(&g.certgate_path("audit.log"), 1).await;
     assert_eq!(lines[0]["caller_ip"], "127.0.0.1", "{lines:#?}");
 }
+
+/// An XFCC header from a peer nobody trusts is ignored (the peer certificate decides),
+/// and that is visible: `certgate_xfcc_ignored_total` moves and the audit line says
+/// `xfcc_ignored: true`. Driven over gRPC as Envoy would (no Envoy needed: the point is
+/// a header Envoy passed through unsanitized).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_xfcc_is_counted_and_audited() {
+    use envoy_types::ext_authz::v3::pb::CheckRequest;
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+
+    let root = Ca::root("XFCC Ignored Root");
+    let inter = root.intermediate("XFCC Ignored Issuing CA");
+    let peer = inter.leaf(LeafSpec::client("peer-1"));
+    let claimed = inter.leaf(LeafSpec::client("admin-1"));
+    let dir = Dir::new();
+    dir.write(
+        "cg/roles/web.yaml",
+        role_yaml(&root.cert_pem, "allowed_common_names: [\"peer-*\"]"),
+    );
+    let config = dir.write(
+        "cg/certgate.yaml",
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\n\
+         certificate_sources: [peer, xfcc]\naudit: { sink: audit.log }\n",
+    );
+    let certgate = common::envoy::Certgate::start(&config);
+    let admin = certgate.admin_addr.expect("admin_addr");
+    let mut client = AuthorizationClient::connect(format!("http://{}", certgate.grpc_addr))
+        .await
+        .expect("connect");
+    let request = |xfcc: Option<String>| {
+        let mut headers = std::collections::HashMap::new();
+        if let Some(x) = xfcc {
+            headers.insert("x-forwarded-client-cert".to_string(), x);
+        }
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(Peer {
+                    address: Some(Address {
+                        address: Some(address::Address::SocketAddress(SocketAddress {
+                            address: "203.0.113.5".into(),
+                            ..Default::default()
+                        })),
+                    }),
+                    certificate: peer.url_encoded_pem(),
+                    ..Default::default()
+                }),
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        headers,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    };
+    // A forged XFCC naming another certificate, from an untrusted peer.
+    let forged = format!("Cert=\"{}\"", claimed.url_encoded_pem());
+    let first = client
+        .check(request(Some(forged)))
+        .await
+        .expect("check")
+        .into_inner();
+    let second = client
+        .check(request(None))
+        .await
+        .expect("check")
+        .into_inner();
+    // Both judged on the peer's own certificate (Envoy passes only the leaf, and the
+    // role bundles only the root: both deny untrusted_issuer alike): the forged header
+    // changed nothing.
+    let code = |r: &envoy_types::ext_authz::v3::pb::CheckResponse| {
+        r.status.as_ref().map(|s| (s.code, s.message.clone()))
+    };
+    assert_eq!(code(&first), code(&second));
+    assert_eq!(
+        code(&first).map(|c| c.1).as_deref(),
+        Some("untrusted_issuer")
+    );
+
+    let s = blocking(|| Scrape::fetch(admin));
+    assert_eq!(
+        s.value("certgate_xfcc_ignored_total", &[]),
+        1.0,
+        "{}",
+        s.text
+    );
+    let lines = wait_audit(&dir.join("cg/audit.log"), 2).await;
+    assert_eq!(lines[0]["xfcc_ignored"], true, "{}", lines[0]);
+    assert_eq!(lines[0]["cert"]["subject"], "CN=peer-1", "{}", lines[0]);
+    assert!(lines[1].get("xfcc_ignored").is_none(), "{}", lines[1]);
+    assert_eq!(lines[1]["peer_ip"], "203.0.113.5");
+}

@@ -77,7 +77,7 @@ impl Authorization for ExtAuthz {
         let now = crate::clock::now();
         let request = request.into_inner();
         let inputs = Inputs::of(&snapshot, &request);
-        if source::xfcc_ignored(&snapshot.settings.source, &inputs.source) {
+        if inputs.xfcc_ignored {
             self.observers.metrics.xfcc_ignored();
         }
         let decision = inputs.decide_live(&self.live, &snapshot, now).await;
@@ -99,6 +99,8 @@ struct Inputs<'r> {
     peer_address: Option<IpAddr>,
     /// The caller: the peer, or the X-Forwarded-For hop a trusted peer names.
     client_ip: Option<IpAddr>,
+    /// An XFCC header came from a peer nobody trusts (counted, logged, audited).
+    xfcc_ignored: bool,
     roles: Option<&'r str>,
 }
 
@@ -124,14 +126,16 @@ impl<'r> Inputs<'r> {
             peer_address,
             headers.and_then(|h| h.get(XFF)).map(String::as_str),
         );
+        let source = SourceInput {
+            peer_certificate: peer.map(|p| p.certificate.as_str()),
+            xfcc: headers.and_then(|h| h.get(XFCC)).map(String::as_str),
+            peer_address,
+        };
         Inputs {
             headers,
             client_ip,
-            source: SourceInput {
-                peer_certificate: peer.map(|p| p.certificate.as_str()),
-                xfcc: headers.and_then(|h| h.get(XFCC)).map(String::as_str),
-                peer_address,
-            },
+            xfcc_ignored: source::xfcc_ignored(&snapshot.settings.source, &source),
+            source,
             peer_address,
             roles: attrs
                 .and_then(|a| a.context_extensions.get(ROLES_CONTEXT_KEY))
@@ -186,6 +190,7 @@ impl<'r> Inputs<'r> {
             self.header("x-request-id"),
             self.client_ip,
             self.roles,
+            self.xfcc_ignored,
         );
         match decision {
             Decision::Allow(grant) => allow(snapshot, grant, self.headers),
@@ -209,6 +214,7 @@ impl<'r> Inputs<'r> {
             roles_asked: self.roles.map(str::to_string),
             caller_ip: self.client_ip,
             peer_ip: self.peer_address,
+            xfcc_ignored: self.xfcc_ignored,
             decision,
             denied_role,
         }
@@ -250,6 +256,7 @@ fn log_decision(
     request_id: Option<&str>,
     caller: Option<IpAddr>,
     roles: Option<&str>,
+    xfcc_ignored: bool,
 ) {
     match decision {
         Decision::Allow(g) => tracing::debug!(
@@ -266,6 +273,7 @@ fn log_decision(
             roles,
             reason = d.reason.code(),
             detail = %d.reason,
+            xfcc_ignored,
             per_role = %PerRole(&d.verdicts),
             "deny"
         ),
