@@ -446,6 +446,17 @@ fn human_report(r: &ExplainReport) -> String {
         let _ = writeln!(out, "detail: {detail}");
     }
     let _ = writeln!(out, "at: {}", r.at);
+    match &r.source_ip {
+        Some(ip) => {
+            let _ = writeln!(out, "source-ip: {ip}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "source-ip: - (none given: roles with token_bound_cidrs deny; --source-ip IP)"
+            );
+        }
+    }
 
     let c = &r.certificate;
     let _ = writeln!(out, "\ncertificate:");

@@ -53,6 +53,9 @@ pub struct ExplainReport {
     pub detail: Option<String>,
     /// The instant decided at, RFC 3339.
     pub at: String,
+    /// The client IP `token_bound_cidrs` were checked against (`None`: not given, so
+    /// roles bound to CIDRs deny).
+    pub source_ip: Option<String>,
     /// Every selected role in evaluation order (unknown requested roles included).
     pub verdicts: Vec<VerdictReport>,
     /// The caller's identity on allow: what the upstream would be told.
@@ -260,6 +263,7 @@ pub fn explain(
                 reason: None,
                 detail: None,
                 at,
+                source_ip: input.source_ip.map(|ip| ip.to_string()),
                 verdicts,
                 identity: Some(IdentityReport {
                     role: grant.role.name.to_string(),
@@ -284,6 +288,7 @@ pub fn explain(
             reason: Some(denial.reason.code().to_string()),
             detail: Some(denial.reason.to_string()),
             at,
+            source_ip: input.source_ip.map(|ip| ip.to_string()),
             verdicts,
             identity: None,
             certificate,

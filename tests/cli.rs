@@ -345,10 +345,13 @@ fn check_source_ip_outside_bound_cidrs() {
     let run = check_json(&pki, &cert, &["--source-ip", "198.51.100.1"]);
     assert_eq!(run.code, 1, "{run}");
     assert_eq!(run.json()["reason"], "source_ip_not_allowed", "{run}");
+    // The IP checked is part of the verdict, so a wrong one is visible.
+    assert_eq!(run.json()["source_ip"], "198.51.100.1", "{run}");
     // Unknown client IP: a bound role cannot pass.
     let run = check_json(&pki, &cert, &[]);
     assert_eq!(run.code, 1, "{run}");
     assert_eq!(run.json()["reason"], "source_ip_not_allowed", "{run}");
+    assert!(run.json()["source_ip"].is_null(), "{run}");
     let run = check_json(&pki, &cert, &["--source-ip", "10.1.2.3"]);
     assert_eq!(run.code, 0, "{run}");
     let run = check_json(&pki, &cert, &["--source-ip", "192.0.2.7"]);
