@@ -28,11 +28,13 @@ mod http_server;
 #[allow(dead_code)]
 mod envoy;
 
+#[path = "../tests/common/check_request.rs"]
+mod check_request;
+
 #[path = "../tests/common/ocsp_responder.rs"]
 #[allow(dead_code)]
 mod ocsp_responder;
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,51 +46,30 @@ use criterion::Criterion;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, OkHttpResponse,
 };
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::google::rpc;
 use pki::{Ca, Dir, LeafSpec};
 
 /// A request shaped like Envoy 1.40's: URL-encoded leaf, typical headers, route roles.
 fn envoy_request(leaf_url_pem: &str) -> CheckRequest {
-    let mut headers = HashMap::new();
-    for (k, v) in [
-        (":authority", "api.example.com"),
-        (":method", "GET"),
-        (":path", "/v1/items?page=2"),
-        (":scheme", "https"),
-        ("user-agent", "curl/8.5.0"),
-        ("accept", "*/*"),
-        ("x-forwarded-proto", "https"),
-        ("x-request-id", "7b0d3c1e-5b8f-4a55-9f0e-2d7c9d1f0a11"),
-    ] {
-        headers.insert(k.to_string(), v.to_string());
+    let mut request = check_request::check_request(
+        "127.0.0.1",
+        leaf_url_pem,
+        &[
+            (":authority", "api.example.com"),
+            (":method", "GET"),
+            (":path", "/v1/items?page=2"),
+            (":scheme", "https"),
+            ("user-agent", "curl/8.5.0"),
+            ("accept", "*/*"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "7b0d3c1e-5b8f-4a55-9f0e-2d7c9d1f0a11"),
+        ],
+    );
+    if let Some(attributes) = request.attributes.as_mut() {
+        attributes.context_extensions = [("certgate_roles".to_string(), "web".to_string())].into();
     }
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(address::Address::SocketAddress(SocketAddress {
-                        address: "127.0.0.1".into(),
-                        ..Default::default()
-                    })),
-                }),
-                certificate: leaf_url_pem.to_string(),
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            context_extensions: [("certgate_roles".to_string(), "web".to_string())].into(),
-            ..Default::default()
-        }),
-    }
+    request
 }
 
 fn noop_response() -> CheckResponse {

@@ -3,44 +3,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use certgate::grpc::ext_authz;
 use certgate::snapshot::Snapshot;
 use common::pki::*;
 use common::world::*;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 
 /// A CheckRequest with the given peer certificate (URL-encoded PEM) and headers.
 fn request(peer_certificate: &str, headers: &[(&str, &str)]) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(address::Address::SocketAddress(SocketAddress {
-                        address: "10.0.0.7".into(),
-                        ..Default::default()
-                    })),
-                }),
-                certificate: peer_certificate.to_string(),
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect::<HashMap<_, _>>(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    common::check_request::check_request("10.0.0.7", peer_certificate, headers)
 }
 
 /// `Some(code)` for a denial, `None` for an allow.

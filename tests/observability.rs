@@ -363,12 +363,6 @@ async fn caller_ip_comes_from_forwarded_for_only_through_trusted_proxies() {
 /// a header Envoy passed through unsanitized).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignored_xfcc_is_counted_and_audited() {
-    use envoy_types::ext_authz::v3::pb::CheckRequest;
-    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
-    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-        HttpRequest, Peer, Request,
-    };
     use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 
     let root = Ca::root("XFCC Ignored Root");
@@ -390,38 +384,18 @@ async fn ignored_xfcc_is_counted_and_audited() {
     let mut client = AuthorizationClient::connect(format!("http://{}", certgate.grpc_addr))
         .await
         .expect("connect");
-    let request = |xfcc: Option<String>| {
-        let mut headers = std::collections::HashMap::new();
-        if let Some(x) = xfcc {
-            headers.insert("x-forwarded-client-cert".to_string(), x);
-        }
-        CheckRequest {
-            attributes: Some(AttributeContext {
-                source: Some(Peer {
-                    address: Some(Address {
-                        address: Some(address::Address::SocketAddress(SocketAddress {
-                            address: "203.0.113.5".into(),
-                            ..Default::default()
-                        })),
-                    }),
-                    certificate: peer.url_encoded_pem(),
-                    ..Default::default()
-                }),
-                request: Some(Request {
-                    http: Some(HttpRequest {
-                        headers,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        }
+    let leaf = peer.url_encoded_pem();
+    let request = |xfcc: Option<&str>| {
+        let headers: Vec<(&str, &str)> = xfcc
+            .map(|x| ("x-forwarded-client-cert", x))
+            .into_iter()
+            .collect();
+        common::check_request::check_request("203.0.113.5", &leaf, &headers)
     };
     // A forged XFCC naming another certificate, from an untrusted peer.
     let forged = format!("Cert=\"{}\"", claimed.url_encoded_pem());
     let first = client
-        .check(request(Some(forged)))
+        .check(request(Some(&forged)))
         .await
         .expect("check")
         .into_inner();

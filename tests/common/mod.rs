@@ -2,6 +2,7 @@
 //! Each integration test file uses a different subset, hence the allow.
 #![allow(dead_code)]
 
+pub mod check_request;
 pub mod envoy;
 pub mod front;
 pub mod http_server;
