@@ -489,7 +489,10 @@ fn compile_settings(g: &GlobalConfig) -> Result<Settings, Vec<(&'static str, Str
         }
     }
     if g.audit.sink.trim().is_empty() {
-        errors.push(("sink", "audit sink is empty (stdout, none or a file path)".into()));
+        errors.push((
+            "sink",
+            "audit sink is empty (stdout, none or a file path)".into(),
+        ));
     }
     if g.audit.queue == 0 {
         errors.push(("queue", "audit queue must hold at least 1 record".into()));
