@@ -311,8 +311,9 @@ impl Collector for Scraped {
                 (&[("result", "failed")], counter(crl_failures)),
             ],
         )?;
+        let sources = s.live.crl_sources();
         let (mut ok, mut failing, mut pending) = (0, 0, 0);
-        for source in s.live.crl_sources() {
+        for source in &sources {
             if source.last_attempt.is_none() {
                 pending += 1;
             } else if source.last_error.is_some() {
@@ -332,6 +333,32 @@ impl Collector for Scraped {
                 (&[("state", "pending")], gauge(pending)),
             ],
         )?;
+
+        // Every CRL in use with a nextUpdate: files from crls_dir and fetched lists.
+        // `... - time() < 0` is a stale list (denying or allowing per `crl_expired`).
+        let snapshot = s.reloader.current();
+        let mut next_updates: Vec<(&str, &str, i64)> = snapshot
+            .crls
+            .entries()
+            .iter()
+            .filter_map(|c| Some((c.name.as_str(), "file", c.next_update?)))
+            .collect();
+        for source in &sources {
+            if let Some(next) = source.crl.as_ref().and_then(|c| c.next_update) {
+                next_updates.push((source.name.as_str(), source.origin.as_str(), next));
+            }
+        }
+        let mut family = e.encode_descriptor(
+            "certgate_crl_next_update_timestamp_seconds",
+            "nextUpdate of each CRL in use (crl: its name, or the URL of a fetched list; origin: file, crl_urls or distribution_point), Unix seconds",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (crl, origin, next) in next_updates {
+            gauge(next).encode(family.encode_family(&[("crl", crl), ("origin", origin)])?)?;
+        }
+        drop(family);
+        drop(snapshot);
 
         let audit = &s.audit;
         emit(

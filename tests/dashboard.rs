@@ -27,6 +27,7 @@ const KNOWN_METRICS: &[&str] = &[
     "certgate_ocsp_requests_total",
     "certgate_crl_fetches_total",
     "certgate_crl_sources",
+    "certgate_crl_next_update_timestamp_seconds",
     "certgate_config_reloads_total",
     "certgate_config_generation",
     "certgate_config_reload_failing",

@@ -53,9 +53,10 @@ async fn metrics_and_audit_follow_decisions_and_reloads() {
         )
     };
     let roles = [("web", role(""))];
+    // The issuing CA's CRL (crls/inter.pem, due in a day) revokes nobody we use.
     let f = front_proxy_with(
         &roles,
-        &[],
+        &[&[0x7f, 0x01]],
         inter,
         root.clone(),
         "audit: { sink: audit.log }",
@@ -74,6 +75,17 @@ async fn metrics_and_audit_follow_decisions_and_reloads() {
     assert!(
         before.has("process_resident_memory_bytes"),
         "{}",
+        before.text
+    );
+    let next_update = before.value(
+        "certgate_crl_next_update_timestamp_seconds",
+        &[("crl", "inter"), ("origin", "file")],
+    );
+    let in_a_day =
+        (time::OffsetDateTime::now_utc() + time::Duration::days(1)).unix_timestamp() as f64;
+    assert!(
+        (next_update - in_a_day).abs() < 600.0,
+        "CRL nextUpdate {next_update} vs {in_a_day}:\n{}",
         before.text
     );
     assert_eq!(blocking(|| admin_get(admin, "/healthz")).0, 200);
