@@ -357,7 +357,6 @@ impl Collector for Scraped {
         for (crl, origin, next) in next_updates {
             gauge(next).encode(family.encode_family(&[("crl", crl), ("origin", origin)])?)?;
         }
-        drop(family);
         drop(snapshot);
 
         let audit = &s.audit;
