@@ -53,6 +53,9 @@ pub struct AuditRecord {
     pub request_id: Option<String>,
     /// The route's `certgate_roles`, as configured (`None`: every role was tried).
     pub roles_asked: Option<String>,
+    /// What was asked for: method, host (`:authority`) and path without the query
+    /// string (which may carry secrets), each at most [`MAX_HTTP_FIELD`] bytes.
+    pub http: HttpSummary,
     /// The caller after the `trusted_proxies` / X-Forwarded-For rule.
     pub caller_ip: Option<IpAddr>,
     /// The immediate peer Envoy saw.
@@ -64,6 +67,38 @@ pub struct AuditRecord {
     pub decision: Decision,
     /// On a deny, the role whose reason is reported (its sub-claims are written).
     pub denied_role: Option<Arc<Role>>,
+}
+
+/// The request line, as much of it as an audit trail needs.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HttpSummary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Longest host or path kept (longer ones are cut on a character boundary).
+pub const MAX_HTTP_FIELD: usize = 256;
+
+impl HttpSummary {
+    /// From Envoy's pseudo-headers; the query string is never kept.
+    pub fn of(method: Option<&str>, host: Option<&str>, path: Option<&str>) -> HttpSummary {
+        let cut = |s: &str| {
+            let mut end = s.len().min(MAX_HTTP_FIELD);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
+        };
+        HttpSummary {
+            method: method.map(cut),
+            host: host.map(cut),
+            path: path.map(|p| cut(p.split(['?', '#']).next().unwrap_or(p))),
+        }
+    }
 }
 
 /// Where lines go.
@@ -245,6 +280,8 @@ struct Line<'a> {
     reason: &'static str,
     /// The route's role list; `null` = every role was tried.
     roles_asked: Option<Vec<&'a str>>,
+    #[serde(flatten)]
+    http: &'a HttpSummary,
     role: Option<&'a str>,
     caller_ip: Option<String>,
     peer_ip: Option<String>,
@@ -299,6 +336,7 @@ impl<'a> Line<'a> {
                     .filter(|r| !r.is_empty())
                     .collect()
             }),
+            http: &r.http,
             role: None,
             caller_ip: r.caller_ip.map(|ip| ip.to_string()),
             peer_ip: r.peer_ip.map(|ip| ip.to_string()),
@@ -519,6 +557,23 @@ mod tests {
     }
 
     #[test]
+    fn http_summary_is_bounded_and_drops_the_query() {
+        let long = format!("/{}", "é".repeat(300));
+        let h = HttpSummary::of(None, Some(&"h".repeat(1000)), Some(&long));
+        assert_eq!(h.host.as_deref().map(str::len), Some(MAX_HTTP_FIELD));
+        let path = h.path.unwrap();
+        assert!(path.len() <= MAX_HTTP_FIELD && path.len() >= MAX_HTTP_FIELD - 1);
+        assert!(path.ends_with('é'));
+        assert_eq!(
+            HttpSummary::of(None, None, Some("/a#frag?x"))
+                .path
+                .as_deref(),
+            Some("/a")
+        );
+        assert!(HttpSummary::of(None, None, None).path.is_none());
+    }
+
+    #[test]
     fn rotation_keeps_max_files() {
         let dir = std::env::temp_dir().join(format!("certgate-audit-rot-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -557,6 +612,11 @@ mod tests {
             at: OffsetDateTime::UNIX_EPOCH,
             request_id: Some("r".into()),
             roles_asked: None,
+            http: HttpSummary::of(
+                Some("GET"),
+                Some("api.example.com"),
+                Some("/x?token=secret"),
+            ),
             caller_ip: None,
             peer_ip: None,
             xfcc_ignored: false,
@@ -584,6 +644,9 @@ mod tests {
         assert_eq!(first["reason"], "no_client_certificate");
         assert_eq!(first["time"], "1970-01-01T00:00:00.000Z");
         assert!(first["roles_asked"].is_null());
+        assert_eq!(first["method"], "GET");
+        assert_eq!(first["host"], "api.example.com");
+        assert_eq!(first["path"], "/x", "the query string is never logged");
         // After close, records are dropped, not queued forever.
         log.record(denial());
         assert_eq!(c.dropped.load(Ordering::Relaxed), dropped + 1);

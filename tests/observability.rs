@@ -172,6 +172,14 @@ async fn metrics_and_audit_follow_decisions_and_reloads() {
         "{allowed}"
     );
     assert_eq!(allowed["caller_ip"], "127.0.0.1");
+    assert_eq!(allowed["method"], "GET");
+    assert_eq!(allowed["path"], "/hello");
+    assert!(
+        allowed["host"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("localhost")),
+        "{allowed}"
+    );
     assert_eq!(allowed["peer_ip"], "127.0.0.1");
     assert!(allowed["roles_asked"].is_null(), "{allowed}");
     let serial = hex(&web.serial);

@@ -212,6 +212,11 @@ impl<'r> Inputs<'r> {
             at: time::OffsetDateTime::now_utc(),
             request_id: self.header("x-request-id").map(str::to_string),
             roles_asked: self.roles.map(str::to_string),
+            http: crate::audit::HttpSummary::of(
+                self.header(":method"),
+                self.header(":authority"),
+                self.header(":path"),
+            ),
             caller_ip: self.client_ip,
             peer_ip: self.peer_address,
             xfcc_ignored: self.xfcc_ignored,
