@@ -21,7 +21,10 @@
 //! much CPU went to other processes.
 //! Then ratios: certgate vs plain, certgate vs noop, noop vs plain.
 //!
-//! Run: `scripts/load.sh [--seconds N] [--connections C]` (installs Envoy, builds the
+//! With `--audit`, a fourth setup `cg+audit`: certgate again, writing every decision to
+//! an audit file, and the ratios cg+audit vs certgate (what the audit log costs).
+//!
+//! Run: `scripts/load.sh [--seconds N] [--connections C] [--audit]` (installs Envoy, builds the
 //! release `certgate` binary, runs this in release). Exits 1 if any request failed.
 
 #[path = "../tests/common/envoy.rs"]
@@ -57,13 +60,16 @@ const ERRORS_SHOWN: usize = 10;
 struct Args {
     seconds: u64,
     connections: usize,
+    /// Also measure certgate with its audit log written to a file.
+    audit: bool,
 }
 
 fn parse_args() -> Args {
-    let usage = "usage: loadgen [--seconds N] [--connections C]";
+    let usage = "usage: loadgen [--seconds N] [--connections C] [--audit]";
     let mut args = Args {
         seconds: 10,
         connections: 8,
+        audit: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,6 +93,7 @@ fn parse_args() -> Args {
         match name.as_str() {
             "--seconds" => args.seconds = value("--seconds"),
             "--connections" => args.connections = value("--connections") as usize,
+            "--audit" => args.audit = true,
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0)
@@ -115,6 +122,8 @@ struct World {
     client_chain_pem: String,
     client_key_pem: String,
     certgate_config: PathBuf,
+    /// The same with `audit: { sink: audit.log }` (next to it).
+    certgate_audit_config: PathBuf,
 }
 
 fn world() -> World {
@@ -147,10 +156,15 @@ fn world() -> World {
     );
     // As in tests/envoy_e2e.rs, behind envoy/front-proxy.yaml; allows are logged only
     // at debug, so `info` writes nothing per request.
+    let common = "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\n\
+                  xfcc: { envoy_sets: true }\nlog: { level: info }\n";
     let certgate_config = dir.write(
         "cg/certgate.yaml",
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroles_dir: roles\ncrls_dir: crls\nxfcc: { envoy_sets: true }\n\
-         log: { level: info }\naudit: { sink: none }\n",
+        format!("{common}audit: {{ sink: none }}\n"),
+    );
+    let certgate_audit_config = dir.write(
+        "cg/certgate-audit.yaml",
+        format!("{common}audit: {{ sink: audit.log }}\n"),
     );
     World {
         server_cert: dir.write("tls/server.pem", &server.cert_pem),
@@ -160,6 +174,7 @@ fn world() -> World {
         client_chain_pem: bundle(&[&leaf.cert_pem, &inter.cert_pem]),
         client_key_pem: leaf.key_pem.clone(),
         certgate_config,
+        certgate_audit_config,
         dir,
     }
 }
@@ -724,6 +739,7 @@ fn front_check(envoy: &Envoy) -> String {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_certgate(
     rt: &tokio::runtime::Runtime,
     w: &World,
@@ -731,8 +747,10 @@ fn run_certgate(
     upstream_tid: Option<u32>,
     args: &Args,
     tck: f64,
+    name: &'static str,
+    config: &Path,
 ) -> Measured {
-    let certgate = Certgate::start(&w.certgate_config);
+    let certgate = Certgate::start(config);
     let (port, admin) = (free_port(), free_port());
     let yaml = w.envoy_yaml(
         "front-proxy.yaml",
@@ -743,7 +761,7 @@ fn run_certgate(
     );
     let envoy = Envoy::start(&yaml, admin, &w.work_dir("envoy-certgate"));
     let probes = Probes::new(&envoy, AuthzCpu::Process(certgate.pid()), upstream_tid);
-    let mut m = measure(rt, w, "certgate", port, probes, Some("web"), args, tck);
+    let mut m = measure(rt, w, name, port, probes, Some("web"), args, tck);
     m.check = front_check(&envoy);
     drop(envoy);
     drop(certgate);
@@ -923,12 +941,34 @@ fn main() {
     let upstream_tid = thread_id("self", &format!("upstream-{}", upstream.port));
 
     let plain = run_plain(&rt, &w, &upstream, upstream_tid, &args, tck);
-    let certgate = run_certgate(&rt, &w, &upstream, upstream_tid, &args, tck);
+    let certgate = run_certgate(
+        &rt,
+        &w,
+        &upstream,
+        upstream_tid,
+        &args,
+        tck,
+        "certgate",
+        &w.certgate_config,
+    );
     let noop = run_noop(&rt, &w, &upstream, upstream_tid, &args, tck);
+    let audited = args.audit.then(|| {
+        run_certgate(
+            &rt,
+            &w,
+            &upstream,
+            upstream_tid,
+            &args,
+            tck,
+            "cg+audit",
+            &w.certgate_audit_config,
+        )
+    });
     drop(upstream);
     drop(rt);
 
-    let rows = [&plain, &certgate, &noop];
+    let mut rows = vec![&plain, &certgate, &noop];
+    rows.extend(audited.as_ref());
     print_table(&rows, &args);
     println!();
     print_ratios(
@@ -956,8 +996,26 @@ fn main() {
         )),
     );
     print_ratios("noop vs plain:", &noop, &plain, None);
+    if let Some(audited) = &audited {
+        print_ratios(
+            "cg+audit vs certgate:",
+            audited,
+            &certgate,
+            Some((
+                "certgate's CPU/req (audit file / audit off)",
+                ratio(
+                    audited.per_req(audited.cpu.authz),
+                    certgate.per_req(certgate.cpu.authz),
+                ),
+            )),
+        );
+        let lines = std::fs::read_to_string(w.dir.join("cg/audit.log"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        println!("  audit lines written: {lines}");
+    }
     println!();
-    for m in rows {
+    for m in &rows {
         let (lo, hi) = m.per_second_range();
         println!(
             "{:<9} {}; slowest/fastest second {lo}/{hi} req",
