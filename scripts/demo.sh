@@ -512,13 +512,15 @@ say "certgate validate: lint config, roles and CRLs (for CI)"
 run_cli 0 "valid: 2 roles" validate --config certgate/certgate.yaml
 
 if $hold; then
-  say "holding: everything keeps running until Ctrl-C"
+  say "holding: everything keeps running until Ctrl-C (or SIGTERM)"
   info "mTLS:    curl --cacert $pki/server-ca.pem --cert $pki/web-1-chain.pem --key $pki/web-1.key https://localhost:$listen_port/hello --resolve localhost:$listen_port:127.0.0.1"
   info "metrics: $metrics_url"
   info "audit:   tail -f $audit_file"
-  trap 'hold=false' INT
+  # Ctrl-C, or SIGTERM (a backgrounded script ignores SIGINT and cannot trap it).
+  trap 'hold=false' INT TERM
   while $hold; do sleep 1; done
   trap 'exit 130' INT
+  trap 'exit 143' TERM
 fi
 
 # --- stop certgate gracefully ------------------------------------------------------------
