@@ -941,29 +941,14 @@ fn main() {
     let upstream_tid = thread_id("self", &format!("upstream-{}", upstream.port));
 
     let plain = run_plain(&rt, &w, &upstream, upstream_tid, &args, tck);
-    let certgate = run_certgate(
-        &rt,
-        &w,
-        &upstream,
-        upstream_tid,
-        &args,
-        tck,
-        "certgate",
-        &w.certgate_config,
-    );
+    let certgate_with = |name, config: &Path| {
+        run_certgate(&rt, &w, &upstream, upstream_tid, &args, tck, name, config)
+    };
+    let certgate = certgate_with("certgate", &w.certgate_config);
     let noop = run_noop(&rt, &w, &upstream, upstream_tid, &args, tck);
-    let audited = args.audit.then(|| {
-        run_certgate(
-            &rt,
-            &w,
-            &upstream,
-            upstream_tid,
-            &args,
-            tck,
-            "cg+audit",
-            &w.certgate_audit_config,
-        )
-    });
+    let audited = args
+        .audit
+        .then(|| certgate_with("cg+audit", &w.certgate_audit_config));
     drop(upstream);
     drop(rt);
 

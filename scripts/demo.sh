@@ -355,13 +355,19 @@ say "live role edit: roles/web.yaml allowed_organizational_units: eng -> eng,sal
 web_role eng,sales > "$work/web.yaml.new"
 mv "$work/web.yaml.new" "$cg/roles/web.yaml"   # atomic replace, as editors and kubelet do
 t_edit="$(usec)"
-deadline=$(( t_edit + 15 * 1000000 ))
-while :; do
-  call sales-1 /hello
-  [ "$status" = 200 ] && break
-  [ "$(usec)" -lt "$deadline" ] || break
-  sleep 0.1
-done
+# call_until STATUS WHO PATH: repeats the call every 0.1 s until it answers STATUS, for
+# at most 15 s (status and body are the last call's).
+call_until() {
+  local want="$1" deadline=$(( $(usec) + 15 * 1000000 ))
+  shift
+  while :; do
+    call "$@"
+    [ "$status" = "$want" ] && return
+    [ "$(usec)" -lt "$deadline" ] || return 0
+    sleep 0.1
+  done
+}
+call_until 200 sales-1 /hello
 label="took effect after $(since "$t_edit") s"
 hdrs x-certgate-role x-certgate-sub
 if [ "$status" = 200 ] && [ "${h[0]}" = web ] && [ "${h[1]}" = sales-1 ]; then
@@ -404,13 +410,7 @@ say "live revocation: openssl ca -revoke sales-1, new CRL into crls/ (no restart
   || die "openssl could not revoke sales-1 (see $pki/openssl.log)"
 mv "$work/issuing.crl.new" "$cg/crls/issuing.pem"
 t_revoke="$(usec)"
-deadline=$(( t_revoke + 15 * 1000000 ))
-while :; do
-  call sales-1 /hello
-  [ "$status" = 403 ] && break
-  [ "$(usec)" -lt "$deadline" ] || break
-  sleep 0.1
-done
+call_until 403 sales-1 /hello
 if [ "$status" = 403 ] && [ "$(reason)" = revoked_crl ]; then
   ok "$(line sales-1 "(revoked)" "GET /hello" "$status  $(shown_body) (after $(since "$t_revoke") s)")"
 else
