@@ -60,6 +60,8 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     check_duration: HistogramFamily,
     xfcc_ignored: Counter,
+    /// The `role` label of a denial no role was reached for, allocated once.
+    no_role: Arc<str>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,6 +131,7 @@ impl Metrics {
             decisions,
             check_duration,
             xfcc_ignored,
+            no_role: Arc::from(""),
         }
     }
 
@@ -137,7 +140,10 @@ impl Metrics {
         let (role, result, reason) = match decision {
             Decision::Allow(grant) => (Arc::clone(&grant.role.name), "allow", "ok"),
             Decision::Deny(denial) => (
-                denial.role.clone().unwrap_or_else(|| Arc::from("")),
+                denial
+                    .role
+                    .clone()
+                    .unwrap_or_else(|| Arc::clone(&self.no_role)),
                 "deny",
                 denial.reason.code(),
             ),
@@ -256,7 +262,6 @@ impl Collector for Scraped {
             "Roles in the configuration being served",
             gauge(saturating_i64(snapshot.roles.len() as u64)),
         )?;
-        drop(snapshot);
 
         let cache = s.reloader.cache_counters();
         emit(
@@ -336,7 +341,6 @@ impl Collector for Scraped {
 
         // Every CRL in use with a nextUpdate: files from crls_dir and fetched lists.
         // `... - time() < 0` is a stale list (denying or allowing per `crl_expired`).
-        let snapshot = s.reloader.current();
         let mut next_updates: Vec<(&str, &str, i64)> = snapshot
             .crls
             .entries()
