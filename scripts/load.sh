@@ -13,14 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-if [ -z "${ENVOY_BIN:-}" ]; then
-  ENVOY_BIN="$(./scripts/install-envoy.sh | tail -n 1)"
-fi
-if [ ! -x "$ENVOY_BIN" ]; then
-  echo "load.sh: ENVOY_BIN='$ENVOY_BIN' is not an executable" >&2
-  exit 1
-fi
-export ENVOY_BIN
+. scripts/envoy-env.sh load.sh
 
 cargo build --release --bin certgate
 cargo run --release --example loadgen -- "$@"
