@@ -96,7 +96,6 @@ impl Authorization for ExtAuthz {
 struct Inputs<'r> {
     headers: Option<&'r HashMap<String, String>>,
     source: SourceInput<'r>,
-    peer_address: Option<IpAddr>,
     /// The caller: the peer, or the X-Forwarded-For hop a trusted peer names.
     client_ip: Option<IpAddr>,
     /// An XFCC header came from a peer nobody trusts (counted, logged, audited).
@@ -136,7 +135,6 @@ impl<'r> Inputs<'r> {
             client_ip,
             xfcc_ignored: source::xfcc_ignored(&snapshot.settings.source, &source),
             source,
-            peer_address,
             roles: attrs
                 .and_then(|a| a.context_extensions.get(ROLES_CONTEXT_KEY))
                 .map(String::as_str),
@@ -218,7 +216,7 @@ impl<'r> Inputs<'r> {
                 self.header(":path"),
             ),
             caller_ip: self.client_ip,
-            peer_ip: self.peer_address,
+            peer_ip: self.source.peer_address,
             xfcc_ignored: self.xfcc_ignored,
             decision,
             denied_role,
